@@ -1,0 +1,1 @@
+"""The bridge: the only owner of Channel Access channels, publishing PV updates to groups."""

@@ -1,0 +1,121 @@
+"""A PV as one pyepics channel with one monitor; CA callbacks only hand off to the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import epics
+from epics import ca, dbr
+
+from .ca_put import put_with_status
+from .source import ChannelInfo, PutCallback, SourceSink, ValueEvent
+
+log = logging.getLogger(__name__)
+
+_KINDS = {
+    dbr.STRING: "string",
+    dbr.INT: "int",
+    dbr.LONG: "int",
+    dbr.CHAR: "int",
+    dbr.FLOAT: "float",
+    dbr.DOUBLE: "float",
+    dbr.ENUM: "enum",
+}
+
+
+class CaSource:
+    """The single CA channel the process holds for one PV name."""
+
+    def __init__(self, name: str, loop: asyncio.AbstractEventLoop, sink: SourceSink) -> None:
+        self.name = name
+        self._loop = loop
+        self._sink = sink
+        self._pv: epics.PV | None = None
+
+    def open(self) -> None:
+        """Create the channel and its monitor (value and alarm events, DBR_TIME form)."""
+        self._pv = epics.PV(
+            self.name,
+            form="time",
+            auto_monitor=True,
+            callback=self._on_monitor,
+            connection_callback=self._on_connection,
+            access_callback=self._on_access,
+        )
+
+    def _hand_off(self, fn: Callable[[Any], None], arg: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, arg)
+        except RuntimeError:
+            pass  # the loop is closed: this bridge has shut down
+
+    def _on_monitor(self, value: Any = None, timestamp: float | None = None,
+                    severity: int | None = None, status: int | None = None, **_: Any) -> None:
+        """Runs on the CA callback thread. Must not block."""
+        self._hand_off(self._sink.source_value, ValueEvent(value, timestamp, severity, status))
+
+    def _on_connection(self, pvname: str | None = None, conn: bool = False, **_: Any) -> None:
+        """Runs on the CA callback thread. Must not block."""
+        self._hand_off(self._sink.source_connection, bool(conn))
+
+    def _on_access(self, read_access: bool, write_access: bool, **_: Any) -> None:
+        """Runs on the CA callback thread. Must not block."""
+        self._hand_off(self._sink.source_access, (bool(read_access), bool(write_access)))
+
+    def info(self, timeout: float) -> ChannelInfo | None:
+        """Native type, element count and control metadata; None when not connected."""
+        pv = self._pv
+        if pv is None or not pv.wait_for_connection(timeout=timeout):
+            return None
+        ctrl = pv.get_ctrlvars(timeout=timeout, warn=False) or {}
+        native = ca.field_type(pv.chid)
+        count = int(ca.element_count(pv.chid))
+        kind = _KINDS.get(native, "float")
+        if native == dbr.CHAR and count > 1:
+            kind = "char"
+        enum_strs = ctrl.get("enum_strs")
+        return ChannelInfo(
+            kind=kind,
+            count=count,
+            units=_text(ctrl.get("units")),
+            precision=ctrl.get("precision"),
+            lower_ctrl_limit=ctrl.get("lower_ctrl_limit"),
+            upper_ctrl_limit=ctrl.get("upper_ctrl_limit"),
+            enum_strs=tuple(_text(s) or "" for s in enum_strs) if enum_strs else None,
+        )
+
+    def put(self, value: Any, done: PutCallback) -> None:
+        pv = self._pv
+        if pv is None or not pv.connected:
+            raise ConnectionError(f"{self.name} is not connected")
+        put_with_status(pv.chid, value, done)
+
+    def close(self) -> None:
+        """Drop the monitor and, when nobody else in the process uses it, the channel."""
+        pv, self._pv = self._pv, None
+        if pv is None:
+            return
+        chid = pv.chid
+        try:
+            pv.clear_callbacks()
+            pv.disconnect()
+            if chid is not None and not _shared(self.name):
+                ca.clear_channel(chid)
+        except Exception:  # noqa: BLE001 - releasing must never break the bridge
+            log.exception("releasing %s", self.name)
+
+
+def _shared(name: str) -> bool:
+    """Whether another pyepics PV object (an ophyd device, say) still uses this channel."""
+    return any(key[0] == name for key in list(epics.pv._PVcache_))
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

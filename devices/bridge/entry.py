@@ -1,0 +1,206 @@
+"""One PV inside the bridge: its latest state, the rate cap, and the messages it publishes.
+
+Everything here runs on the bridge's event loop. The CA source hands events in through the
+SourceSink methods; values are published at most ``rate`` times a second (latest wins),
+while connection, access-right and alarm changes go out at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from devices.groups import pv_group
+from devices.jsonsafe import value_json
+
+from .publisher import Publisher
+from .source import ChannelInfo, Source, SourceSink, ValueEvent
+
+log = logging.getLogger(__name__)
+
+SourceFactory = Callable[[str, asyncio.AbstractEventLoop, SourceSink], Source]
+
+
+class PvEntry:
+    """Bridge-side state of one PV, shared by every client of every worker process."""
+
+    def __init__(self, name: str, *, loop: asyncio.AbstractEventLoop, publisher: Publisher,
+                 source_factory: SourceFactory, scalar_rate_hz: float, array_rate_hz: float,
+                 connect_timeout_s: float) -> None:
+        self.name = name
+        self.group = pv_group(name)
+        self._loop = loop
+        self._publisher = publisher
+        self._scalar_interval = 1.0 / scalar_rate_hz if scalar_rate_hz > 0 else 0.0
+        self._array_interval = 1.0 / array_rate_hz if array_rate_hz > 0 else 0.0
+        self.connected = False
+        self.ever_connected = False
+        self.announced = False  # a state (connected or not) has been published
+        self.access: tuple[bool, bool] = (False, False)
+        self.info: ChannelInfo | None = None
+        self.last: ValueEvent | None = None
+        self.leases: dict[str, float] = {}
+        self.holds = 0
+        self.idle_since: float | None = None
+        self.ready = asyncio.Event()  # connected and metadata known
+        self._last_publish = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._info_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.source = source_factory(name, loop, self)
+        self._announce_timer = loop.call_later(connect_timeout_s, self._announce_unconnected)
+
+    # --- SourceSink: called on the loop via call_soon_threadsafe -------------------------
+
+    def source_connection(self, connected: bool) -> None:
+        if self._closed:
+            return
+        self.connected = connected
+        if connected:
+            self._info_task = self._loop.create_task(self._fetch_info())
+        else:
+            self.ready.clear()
+            self._cancel_timer()
+            self._publish_state()
+
+    def source_access(self, access: tuple[bool, bool]) -> None:
+        if self._closed or access == self.access:
+            return
+        self.access = access
+        if self.ready.is_set():
+            self._publish_state()
+
+    def source_value(self, event: ValueEvent) -> None:
+        if self._closed:
+            return
+        previous = self.last
+        self.last = event
+        if not self.ready.is_set():
+            return  # published together with the metadata once it is known
+        alarm_changed = previous is None or (previous.severity, previous.status) != (
+            event.severity, event.status)
+        if alarm_changed:
+            self._publish_state()
+        else:
+            self._publish_value_capped()
+
+    # --- state published ------------------------------------------------------------------
+
+    async def _fetch_info(self) -> None:
+        try:
+            info = await self._loop.run_in_executor(None, self.source.info, 5.0)
+        except Exception:  # noqa: BLE001 - a bad channel must not break the bridge
+            log.exception("reading metadata of %s", self.name)
+            info = None
+        if info is None or not self.connected or self._closed:
+            return
+        self.info = info
+        self.ever_connected = True
+        self.ready.set()
+        self._publish_state()
+
+    def _announce_unconnected(self) -> None:
+        """A PV that never connects is reported as such, then kept searching."""
+        if not self.announced and not self._closed:
+            self._publish_state()
+
+    def _publish_state(self) -> None:
+        """Metadata and value now, bypassing the rate cap (connection, access, alarm)."""
+        self._cancel_timer()
+        self.announced = True
+        self._publisher.to_group((self.name, "meta"), self.group, self.meta_message())
+        if self.last is not None or not self.connected:
+            self._send_value()
+
+    def _publish_value_capped(self) -> None:
+        if self._timer is not None:
+            return  # a publish is already scheduled; it will take the latest value
+        interval = self._array_interval if self.info and self.info.count > 1 else self._scalar_interval
+        due = self._last_publish + interval
+        now = self._loop.time()
+        if now >= due:
+            self._send_value()
+        else:
+            self._timer = self._loop.call_at(due, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        if not self._closed and self.ready.is_set():
+            self._send_value()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _send_value(self) -> None:
+        self._last_publish = self._loop.time()
+        self._publisher.to_group((self.name, "value"), self.group, self.value_message())
+
+    def value_message(self) -> dict[str, Any]:
+        event = self.last
+        is_char = self.info is not None and self.info.kind == "char"
+        raw = event.value if event is not None else None
+        count = len(raw) if hasattr(raw, "__len__") and not isinstance(raw, str) else 1
+        return {
+            "type": "pv.value",
+            "pv": self.name,
+            "value": value_json(raw, char_array=is_char),
+            "count": count,
+            "timestamp": event.timestamp if event is not None else None,
+            "severity": event.severity if event is not None else None,
+            "connected": self.connected and self.ready.is_set(),
+            "read_access": self.access[0],
+            "write_access": self.access[1],
+        }
+
+    def meta_message(self) -> dict[str, Any]:
+        info = self.info
+        event = self.last
+        return {
+            "type": "pv.meta",
+            "pv": self.name,
+            "meta": {
+                "connected": self.connected and self.ready.is_set(),
+                "read_access": self.access[0],
+                "write_access": self.access[1],
+                "timestamp": event.timestamp if event else None,
+                "status": event.status if event else None,
+                "severity": event.severity if event else None,
+                "precision": info.precision if info else None,
+                "setpoint_timestamp": None,
+                "setpoint_status": None,
+                "setpoint_severity": None,
+                "lower_ctrl_limit": info.lower_ctrl_limit if info else None,
+                "upper_ctrl_limit": info.upper_ctrl_limit if info else None,
+                "units": info.units if info else None,
+                "enum_strs": list(info.enum_strs) if info and info.enum_strs else None,
+                "setpoint_precision": None,
+            },
+        }
+
+    def snapshot_to(self, channel: str) -> None:
+        """Send the current state to one hub that just joined (it may have missed it)."""
+        if not self.announced:
+            return
+        self._publisher.to_channel((channel, self.name, "meta"), channel, self.meta_message())
+        self._publisher.to_channel((channel, self.name, "value"), channel, self.value_message())
+
+    # --- interest -----------------------------------------------------------------------
+
+    def is_idle(self, now: float) -> bool:
+        for hub, expiry in list(self.leases.items()):
+            if expiry < now:
+                del self.leases[hub]
+        return not self.leases and self.holds == 0
+
+    def close(self) -> None:
+        """Stop handling events; the caller releases the source off the loop."""
+        self._closed = True
+        self._cancel_timer()
+        self._announce_timer.cancel()
+        if self._info_task is not None:
+            self._info_task.cancel()
+

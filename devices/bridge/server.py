@@ -1,0 +1,154 @@
+"""The bridge process (or task): owns the PV entries and serves commands from workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from devices import messages as m
+from ophydsite.settings.oas import OasSettings
+
+from .ca_source import CaSource
+from .entry import PvEntry, SourceFactory
+from .publisher import Publisher
+from .setter import SetOutcome, perform_set
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT_SETS = 1000
+
+
+class Bridge:
+    """One per deployment: every CA channel of the site's PV clients lives here."""
+
+    def __init__(self, *, layer: Any, command_layer: Any, settings: OasSettings,
+                 source_factory: SourceFactory = CaSource) -> None:
+        self._layer = layer
+        self._commands = command_layer
+        self._settings = settings
+        self._source_factory = source_factory
+        self.entries: dict[str, PvEntry] = {}
+        self._sets: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.publisher = Publisher(layer)
+        self.started = asyncio.Event()
+
+    async def run(self) -> None:
+        """Serve until cancelled, then release every channel."""
+        self._tasks = [
+            asyncio.create_task(self.publisher.run(), name="bridge-publisher"),
+            asyncio.create_task(self._housekeeping(), name="bridge-housekeeping"),
+        ]
+        self.started.set()
+        try:
+            while True:
+                message = await self._commands.receive(m.BRIDGE_CHANNEL)
+                try:
+                    self.handle(message)
+                except Exception:  # noqa: BLE001 - a malformed command must not stop the bridge
+                    log.exception("bridge command %r failed", message.get("type"))
+        finally:
+            await self._shutdown()
+
+    def handle(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        hub = str(message.get("hub", ""))
+        if kind in (m.SUBSCRIBE, m.RENEW):
+            expiry = time.monotonic() + self._settings.lease_s
+            for name in _names(message):
+                entry = self._entry(name)
+                entry.leases[hub] = expiry
+                entry.idle_since = None
+                if kind == m.SUBSCRIBE and hub:
+                    entry.snapshot_to(hub)
+        elif kind == m.RELEASE:
+            for name in _names(message):
+                entry = self.entries.get(name)
+                if entry is not None:
+                    entry.leases.pop(hub, None)
+        elif kind == m.SET:
+            self._start_set(message)
+        else:
+            log.warning("unknown bridge command %r", kind)
+
+    def _entry(self, name: str) -> PvEntry:
+        entry = self.entries.get(name)
+        if entry is None:
+            loop = asyncio.get_running_loop()
+            s = self._settings
+            entry = PvEntry(name, loop=loop, publisher=self.publisher,
+                            source_factory=self._source_factory,
+                            scalar_rate_hz=s.scalar_rate_hz, array_rate_hz=s.array_rate_hz,
+                            connect_timeout_s=s.connect_timeout_s)
+            self.entries[name] = entry
+            loop.run_in_executor(None, entry.source.open)
+            log.info("opened channel for %s", name)
+        return entry
+
+    def _start_set(self, message: dict[str, Any]) -> None:
+        hub, request = str(message.get("hub", "")), str(message.get("request", ""))
+        name = message.get("pv")
+        if not isinstance(name, str) or not name or not hub:
+            return
+        if len(self._sets) >= MAX_CONCURRENT_SETS:
+            outcome = SetOutcome("busy", "The bridge has too many sets in progress; try again")
+            self.publisher.to_channel((hub, "reply", request), hub, _reply(request, outcome))
+            return
+        timeout = float(message.get("timeout") or self._settings.set_timeout_s)
+        entry = self._entry(name)
+        entry.holds += 1
+        entry.idle_since = None
+        task = asyncio.create_task(self._run_set(entry, hub, request, message.get("value"), timeout))
+        self._sets.add(task)
+        task.add_done_callback(self._sets.discard)
+
+    async def _run_set(self, entry: PvEntry, hub: str, request: str, value: Any, timeout: float) -> None:
+        try:
+            outcome = await perform_set(entry, value, timeout)
+        except Exception as exc:  # noqa: BLE001 - report, never crash the bridge
+            log.exception("set of %s failed", entry.name)
+            outcome = SetOutcome("error", f"Unexpected error setting {entry.name}: {exc}")
+        finally:
+            entry.holds -= 1
+        self.publisher.to_channel((hub, "reply", request), hub, _reply(request, outcome))
+
+    async def _housekeeping(self) -> None:
+        """Release PVs nobody has wanted for the grace period."""
+        loop = asyncio.get_running_loop()
+        grace = self._settings.release_grace_s
+        while True:
+            await asyncio.sleep(min(1.0, max(grace / 4, 0.05)))
+            now = time.monotonic()
+            for name, entry in list(self.entries.items()):
+                if not entry.is_idle(now):
+                    entry.idle_since = None
+                    continue
+                if entry.idle_since is None:
+                    entry.idle_since = now
+                elif now - entry.idle_since >= grace:
+                    del self.entries[name]
+                    entry.close()
+                    await loop.run_in_executor(None, entry.source.close)
+                    log.info("released channel for %s", name)
+
+    async def _shutdown(self) -> None:
+        for task in [*self._tasks, *self._sets]:
+            task.cancel()
+        loop = asyncio.get_running_loop()
+        for entry in self.entries.values():
+            entry.close()
+            await loop.run_in_executor(None, entry.source.close)
+        self.entries.clear()
+
+
+def _names(message: dict[str, Any]) -> list[str]:
+    names = message.get("pvs")
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and n]
+
+
+def _reply(request: str, outcome: SetOutcome) -> dict[str, Any]:
+    return {"type": m.REPLY, "request": request, "outcome": outcome.as_dict()}

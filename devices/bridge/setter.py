@@ -1,0 +1,74 @@
+"""Carrying out one set: wait for the channel, check the value, put, await completion.
+
+The put is started off the loop and its completion comes back through a future, so a slow
+IOC never holds the event loop or another client's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .entry import PvEntry
+from .putcheck import PutRejected, coerce_for_put
+
+
+@dataclass(frozen=True)
+class SetOutcome:
+    """How a set ended. ``status`` is one of the codes in docs/protocol.md."""
+
+    status: str  # done | out_of_limits | bad_value | not_connected | read_only | timeout | ioc_refused
+    message: str
+    value: Any = None
+    duration_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def perform_set(entry: PvEntry, value: Any, timeout: float) -> SetOutcome:
+    """Set ``entry`` to ``value`` within ``timeout`` seconds (connection time included)."""
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    deadline = loop.time() + timeout
+
+    def outcome(status: str, message: str, written: Any = None) -> SetOutcome:
+        return SetOutcome(status, message, written, round(time.monotonic() - started, 6))
+
+    try:
+        await asyncio.wait_for(entry.ready.wait(), max(deadline - loop.time(), 0.001))
+    except TimeoutError:
+        return outcome("not_connected", f"{entry.name} is not connected (waited {timeout:g} s)")
+    assert entry.info is not None
+    if not entry.access[1]:
+        return outcome("read_only", f"The IOC does not allow writes to {entry.name}")
+    try:
+        coerced = coerce_for_put(entry.name, entry.info, value)
+    except PutRejected as exc:
+        return outcome(exc.code, exc.message)
+
+    done: asyncio.Future[tuple[bool, str]] = loop.create_future()
+
+    def on_done(ok: bool, message: str) -> None:
+        """Runs on the CA callback thread. Must not block."""
+        loop.call_soon_threadsafe(_settle, done, (ok, message))
+
+    try:
+        await loop.run_in_executor(None, entry.source.put, coerced, on_done)
+    except (ConnectionError, ValueError) as exc:
+        status = "not_connected" if isinstance(exc, ConnectionError) else "bad_value"
+        return outcome(status, str(exc))
+    try:
+        ok, message = await asyncio.wait_for(asyncio.shield(done), max(deadline - loop.time(), 0.001))
+    except TimeoutError:
+        return outcome("timeout", f"{entry.name} did not complete the write within {timeout:g} s", coerced)
+    if not ok:
+        return outcome("ioc_refused", f"The IOC refused the write to {entry.name}: {message}", coerced)
+    return outcome("done", f"Set {entry.name} to {coerced!r}", coerced)
+
+
+def _settle(future: asyncio.Future[tuple[bool, str]], result: tuple[bool, str]) -> None:
+    if not future.done():
+        future.set_result(result)

@@ -1,0 +1,62 @@
+"""What the bridge needs from a control-system channel, independent of Channel Access.
+
+The bridge core (rate cap, publishing, sets) talks to this interface only, so a device
+signal or a simulation can stand behind a PV name as well as a pyepics channel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ValueEvent:
+    """One monitor update as received from the control system."""
+
+    value: Any
+    timestamp: float | None
+    severity: int | None
+    status: int | None
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """Static facts about a connected channel: native type, size, and control metadata."""
+
+    kind: str  # "float" | "int" | "enum" | "string" | "char" (a char array)
+    count: int
+    units: str | None = None
+    precision: int | None = None
+    lower_ctrl_limit: float | None = None
+    upper_ctrl_limit: float | None = None
+    enum_strs: tuple[str, ...] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SourceSink(Protocol):
+    """Receives a source's events on the bridge's event loop."""
+
+    def source_connection(self, connected: bool) -> None: ...
+
+    def source_access(self, access: tuple[bool, bool]) -> None: ...
+
+    def source_value(self, event: ValueEvent) -> None: ...
+
+
+class PutCallback(Protocol):
+    def __call__(self, ok: bool, message: str) -> None: ...
+
+
+class Source(Protocol):
+    """A channel; every method may block and is called off the event loop."""
+
+    name: str
+
+    def open(self) -> None: ...
+
+    def info(self, timeout: float) -> ChannelInfo | None: ...
+
+    def put(self, value: Any, done: PutCallback) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,220 @@
+"""The per-process hub: one group membership per PV, fanned out to local clients.
+
+Clients never join channel-layer groups themselves (measured several times slower, see
+ARCHITECTURE.md). The hub joins a PV's group when its first local client subscribes,
+keeps the PV's latest value and metadata so a new client is served at once, and hands
+each update to every local client's mailbox. Interest in a PV is a lease renewed with the
+bridge, so a crashed worker's PVs are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from channels.exceptions import ChannelFull
+
+from . import messages as m
+from .groups import pv_group
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 500
+
+
+class Update:
+    """One bridge message, with the client texts rendered from it cached per variant."""
+
+    __slots__ = ("kind", "msg", "_texts")
+
+    def __init__(self, kind: str, msg: dict[str, Any]) -> None:
+        self.kind = kind
+        self.msg = msg
+        self._texts: dict[Any, str] = {}
+
+    def text(self, variant: Any, render: Any) -> str:
+        text = self._texts.get(variant)
+        if text is None:
+            text = self._texts[variant] = render()
+        return text
+
+    @property
+    def connected(self) -> bool:
+        if self.kind == "meta":
+            return bool(self.msg["meta"].get("connected"))
+        return bool(self.msg.get("connected"))
+
+
+class HubClient(Protocol):
+    def deliver(self, pv: str, update: Update) -> None: ...
+
+
+def _same(a: Update, b: Update) -> bool:
+    if a.kind == "meta":
+        return a.msg["meta"] == b.msg["meta"]
+    keys = ("value", "timestamp", "connected", "severity", "read_access", "write_access")
+    return all(a.msg.get(k) == b.msg.get(k) for k in keys)
+
+
+class Hub:
+    """Fan-out point of one worker process."""
+
+    def __init__(self, *, layer: Any, command_layer: Any, lease_s: float) -> None:
+        self._layer = layer
+        self._commands = command_layer
+        self._lease_s = lease_s
+        self.channel = ""
+        self._clients: dict[str, set[HubClient]] = {}
+        self._state: dict[str, dict[str, Update]] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.delivered = 0
+
+    async def start(self) -> None:
+        self.channel = await self._layer.new_channel()
+        self._tasks = [
+            asyncio.create_task(self._receive_loop(), name="hub-receive"),
+            asyncio.create_task(self._renew_loop(), name="hub-renew"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    # --- subscriptions --------------------------------------------------------------------
+
+    async def subscribe(self, client: HubClient, names: Iterable[str]) -> None:
+        """Add ``client`` to each PV; cached state is delivered at once."""
+        new: list[str] = []
+        for name in names:
+            clients = self._clients.get(name)
+            if clients is None:
+                self._clients[name] = {client}
+                new.append(name)
+                continue
+            clients.add(client)
+            for update in self._state.get(name, {}).values():
+                client.deliver(name, update)
+        if new:
+            await asyncio.gather(*(self._layer.group_add(pv_group(n), self.channel) for n in new))
+            await self._command(m.SUBSCRIBE, new)
+
+    async def unsubscribe(self, client: HubClient, names: Iterable[str]) -> None:
+        gone: list[str] = []
+        for name in names:
+            clients = self._clients.get(name)
+            if clients is None or client not in clients:
+                continue
+            clients.discard(client)
+            if not clients:
+                del self._clients[name]
+                self._state.pop(name, None)
+                gone.append(name)
+        if gone:
+            await asyncio.gather(*(self._layer.group_discard(pv_group(n), self.channel) for n in gone))
+            await self._command(m.RELEASE, gone)
+
+    def current(self, name: str) -> list[Update]:
+        return list(self._state.get(name, {}).values())
+
+    def holds(self, name: str) -> bool:
+        return name in self._clients
+
+    async def wait_connected(self, name: str, timeout: float) -> bool:
+        """True once the PV is connected, False if that does not happen within ``timeout``."""
+        meta = self._state.get(name, {}).get("meta")
+        if meta is not None and meta.connected:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(name, []).append(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiters = self._waiters.get(name, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiters.pop(name, None)
+
+    async def set(self, name: str, value: Any, timeout: float) -> dict[str, Any]:
+        """Ask the bridge to set a PV; returns its outcome (see bridge/setter.py)."""
+        request = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._requests[request] = future
+        message = {"type": m.SET, "hub": self.channel, "request": request,
+                   "pv": name, "value": value, "timeout": timeout}
+        try:
+            try:
+                await self._commands.send(m.BRIDGE_CHANNEL, message)
+            except ChannelFull:
+                return {"status": "busy", "message": "The bridge is overloaded; try again"}
+            try:
+                return await asyncio.wait_for(future, timeout + 5.0)
+            except TimeoutError:
+                return {"status": "bridge_unavailable",
+                        "message": "The bridge did not answer; is it running (manage.py runbridge)?"}
+        finally:
+            self._requests.pop(request, None)
+
+    # --- incoming ---------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while True:
+            message = await self._layer.receive(self.channel)
+            try:
+                self.dispatch(message)
+            except Exception:  # noqa: BLE001 - one bad message must not stop the hub
+                log.exception("hub failed on %r", message.get("type"))
+
+    def dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == m.PV_VALUE:
+            self._on_update(Update("value", message))
+        elif kind == m.PV_META:
+            self._on_update(Update("meta", message))
+        elif kind == m.REPLY:
+            future = self._requests.get(message.get("request", ""))
+            if future is not None and not future.done():
+                future.set_result(message.get("outcome") or {})
+
+    def _on_update(self, update: Update) -> None:
+        name = update.msg["pv"]
+        clients = self._clients.get(name)
+        if clients is None:
+            return  # left the group while this was in flight
+        state = self._state.setdefault(name, {})
+        previous = state.get(update.kind)
+        if previous is not None and _same(previous, update):
+            return
+        state[update.kind] = update
+        if update.connected:
+            for future in self._waiters.get(name, []):
+                if not future.done():
+                    future.set_result(None)
+        for client in list(clients):
+            client.deliver(name, update)
+        self.delivered += len(clients)
+
+    # --- bridge interest --------------------------------------------------------------------
+
+    async def _command(self, kind: str, names: list[str]) -> None:
+        for i in range(0, len(names), _CHUNK):
+            try:
+                await self._commands.send(m.BRIDGE_CHANNEL, {
+                    "type": kind, "hub": self.channel, "pvs": names[i:i + _CHUNK]})
+            except ChannelFull:
+                log.warning("bridge command channel full; %s of %d PVs delayed to next renew",
+                            kind, len(names))
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(self._lease_s / 3, 0.5))
+            if self._clients:
+                await self._command(m.RENEW, list(self._clients))

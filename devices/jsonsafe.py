@@ -1,0 +1,69 @@
+"""Turning Channel Access values into JSON text browsers accept.
+
+JSON has no NaN or infinity, so non-finite floats become ``null`` (documented in
+docs/protocol.md). Arrays become lists; character arrays holding text become strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def to_jsonable(value: Any, *, char_array: bool = False) -> Any:
+    """A JSON-serialisable copy of a CA value; ``char_array`` marks DBR_CHAR arrays."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bytes, bytearray)):
+        return _text_or_codes(np.frombuffer(bytes(value), dtype=np.uint8))
+    if isinstance(value, np.ndarray):
+        if char_array and value.dtype.kind in "iu" and value.ndim == 1:
+            return _text_or_codes(value.astype(np.uint8, copy=False))
+        return _array_to_list(value)
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return str(value)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON of an already JSON-able value."""
+    return _dumps(value)
+
+
+def value_json(value: Any, *, char_array: bool = False) -> str:
+    """JSON text of a CA value, computed once per update and spliced into every message."""
+    return _dumps(to_jsonable(value, char_array=char_array))
+
+
+def _array_to_list(array: np.ndarray) -> list[Any]:
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        return [v if math.isfinite(v) else None for v in array.tolist()]
+    if array.dtype.kind in "SU":
+        return [to_jsonable(v) for v in array.tolist()]
+    return array.tolist()
+
+
+def _text_or_codes(codes: np.ndarray) -> str | list[int]:
+    """EPICS long strings are NUL-terminated char arrays; other byte arrays stay numbers."""
+    raw = codes.tobytes()
+    end = raw.find(b"\x00")
+    body = raw if end < 0 else raw[:end]
+    tail = b"" if end < 0 else raw[end:]
+    if tail.strip(b"\x00"):
+        return codes.tolist()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return codes.tolist()
+    if all(ch.isprintable() or ch in "\t\n\r" for ch in text):
+        return text
+    return codes.tolist()

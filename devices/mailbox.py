@@ -1,0 +1,101 @@
+"""Per-client delivery: a bounded latest-wins mailbox drained by one sender task.
+
+PV data is kept as the newest text per key (PV and message kind), so a client that reads
+slowly skips intermediate values instead of growing a queue, and after catching up holds
+each PV's current value. Replies to requests are never dropped; they sit in a short FIFO
+that is sent first. A client whose socket accepts nothing for ``stall_timeout`` seconds, or
+that lets replies pile up past ``max_replies``, is reported stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+
+Send = Callable[[str], Awaitable[None]]
+
+
+class Mailbox:
+    """The outgoing side of one WebSocket."""
+
+    def __init__(self, send: Send, *, max_replies: int, stall_timeout: float,
+                 on_stuck: Callable[[str], None]) -> None:
+        self._send = send
+        self._latest: dict[Hashable, str] = {}
+        self._replies: deque[str] = deque()
+        self._max_replies = max_replies
+        self._stall_timeout = stall_timeout
+        self._on_stuck = on_stuck
+        self._ready = asyncio.Event()
+        self.closed = False
+        self.sent = 0
+        self.replaced = 0
+
+    def put_latest(self, key: Hashable, text: str) -> None:
+        """Queue PV data; a message still waiting under the same key is replaced."""
+        if self.closed:
+            return
+        if key in self._latest:
+            self.replaced += 1
+        self._latest[key] = text
+        self._ready.set()
+
+    def put_reply(self, text: str) -> None:
+        """Queue a reply that must arrive; too many unsent replies means the client is stuck."""
+        if self.closed:
+            return
+        if len(self._replies) >= self._max_replies:
+            self._stuck(f"more than {self._max_replies} replies unread")
+            return
+        self._replies.append(text)
+        self._ready.set()
+
+    def drop(self, key_prefix: Hashable) -> None:
+        """Forget waiting PV data whose key starts with ``key_prefix`` (after unsubscribe)."""
+        for key in [k for k in self._latest if isinstance(k, tuple) and k[0] == key_prefix]:
+            del self._latest[key]
+
+    def pending(self) -> int:
+        return len(self._latest) + len(self._replies)
+
+    def _next(self) -> str | None:
+        if self._replies:
+            return self._replies.popleft()
+        if self._latest:
+            key = next(iter(self._latest))
+            return self._latest.pop(key)
+        return None
+
+    def _stuck(self, why: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self._latest.clear()
+            self._replies.clear()
+            self._ready.set()
+            self._on_stuck(why)
+
+    def close(self) -> None:
+        self.closed = True
+        self._latest.clear()
+        self._replies.clear()
+        self._ready.set()
+
+    async def run(self) -> None:
+        """Send until closed; one send at a time, so the socket's flow control applies."""
+        while not self.closed:
+            await self._ready.wait()
+            self._ready.clear()
+            while not self.closed:
+                text = self._next()
+                if text is None:
+                    break
+                try:
+                    await asyncio.wait_for(self._send(text), self._stall_timeout)
+                except TimeoutError:
+                    self._stuck(f"socket accepted nothing for {self._stall_timeout:g} s")
+                    return
+                except Exception:  # noqa: BLE001 - the peer went away; the consumer cleans up
+                    self.close()
+                    return
+                self.sent += 1

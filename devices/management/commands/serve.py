@@ -1,0 +1,73 @@
+"""`manage.py serve`: run the ASGI server (uvicorn), optionally with the demo IOC.
+
+Environment variables win over arguments (OAS_HOST, OAS_PORT, OAS_STARTUP_DIR), as in
+ophyd-websocket. Uvicorn is used rather than daphne because it applies TCP flow control
+to WebSocket sends, which the per-client mailboxes rely on to bound slow clients
+(daphne buffers without limit; see ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from devices.demo_process import start_demo_ioc
+
+
+class Command(BaseCommand):
+    help = "Run the ophydsite server (ASGI, uvicorn)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default="localhost")
+        parser.add_argument("--port", type=int, default=8001)
+        parser.add_argument("--startup-dir", default=None,
+                            help="A .py file or folder of them defining ophyd devices")
+        parser.add_argument("--demo", action="store_true",
+                            help="Also start a demo IOC on loopback (prefix DEMO:)")
+        parser.add_argument("--no-migrate", action="store_true", help="Skip applying migrations")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        import uvicorn
+        from django.conf import settings
+
+        host = os.environ.get("OAS_HOST") or options["host"]
+        port = int(os.environ.get("OAS_PORT") or options["port"])
+        startup = os.environ.get("OAS_STARTUP_DIR") or options["startup_dir"]
+        if startup:
+            if not Path(startup).exists():
+                raise CommandError(f"--startup-dir {startup}: no such file or folder")
+            os.environ["OAS_STARTUP_DIR"] = str(Path(startup).resolve())
+        if not options["no_migrate"]:
+            call_command("migrate", interactive=False, verbosity=0)
+        ioc: subprocess.Popen[bytes] | None = None
+        if options["demo"]:
+            ioc = start_demo_ioc(prefix="DEMO:")
+            self.stdout.write(f"demo IOC serving DEMO:* on {os.environ['EPICS_CA_ADDR_LIST']}")
+        self.stdout.write(f"ophydsite on http://{host}:{port}/  (pv-socket ws://{host}:{port}/api/v1/pv-socket)")
+        try:
+            uvicorn.run(
+                "ophydsite.asgi:application",
+                host=host,
+                port=port,
+                ws="websockets-sansio",
+                ws_max_size=16 * 1024 * 1024,
+                ws_ping_interval=20.0,
+                ws_ping_timeout=20.0,
+                lifespan="off",
+                log_level=settings.OAS.log_level.lower(),
+                timeout_graceful_shutdown=3,
+            )
+        finally:
+            if ioc is not None:
+                ioc.terminate()
+                try:
+                    ioc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    ioc.kill()
+        sys.exit(0)

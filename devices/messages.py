@@ -1,0 +1,60 @@
+"""Channel-layer message types between worker processes and the bridge.
+
+Written down in one place (see also docs/protocol.md, "Inside the server"). Values travel
+as pre-serialised JSON text so they are encoded once and copied cheaply.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+# The bridge reads commands from this channel on the "bridge" layer alias. It has a single
+# reader, so two bridges never both carry out the same set.
+BRIDGE_CHANNEL = "ophydsite.bridge"
+
+SUBSCRIBE = "bridge.subscribe"  # worker → bridge: {hub, pvs}; bridge replies with snapshots
+RENEW = "bridge.renew"  # worker → bridge: {hub, pvs}; keeps the leases alive
+RELEASE = "bridge.release"  # worker → bridge: {hub, pvs}
+SET = "bridge.set"  # worker → bridge: {hub, request, pv, value, timeout}
+REPLY = "bridge.reply"  # bridge → worker channel: {request, outcome}
+PV_VALUE = "pv.value"  # bridge → group / worker channel
+PV_META = "pv.meta"  # bridge → group / worker channel
+
+
+class InterestMessage(TypedDict):
+    type: str
+    hub: str
+    pvs: list[str]
+
+
+class SetMessage(TypedDict):
+    type: str
+    hub: str
+    request: str
+    pv: str
+    value: Any
+    timeout: float
+
+
+class ReplyMessage(TypedDict):
+    type: str
+    request: str
+    outcome: dict[str, Any]
+
+
+class ValueMessage(TypedDict):
+    type: str
+    pv: str
+    value: str  # JSON text of the value
+    count: int
+    timestamp: float | None
+    severity: int | None
+    connected: bool
+    read_access: bool
+    write_access: bool
+
+
+class MetaMessage(TypedDict):
+    type: str
+    pv: str
+    meta: dict[str, Any]

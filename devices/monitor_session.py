@@ -1,0 +1,97 @@
+"""pycaserver's /monitor protocol over the same hub and bridge as the pv-socket.
+
+Actions ``connect`` and ``disconnect``; a frame that is not JSON is taken as a PV name to
+connect to. Replies are ``connection`` and ``monitor`` messages (see docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import wire
+from .hub import Update
+from .requests import ProtocolError, decode_frame, name_problem, request_id_of
+from .session import Session
+
+ACTIONS = ("connect", "disconnect")
+
+
+class MonitorSession(Session):
+    """One /monitor connection."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._conn_sent: dict[str, bool] = {}
+
+    def deliver(self, pv: str, update: Update) -> None:
+        if pv not in self.subscribed:
+            return
+        connected = update.connected
+        if self._conn_sent.get(pv) != connected:
+            self._conn_sent[pv] = connected
+            self.mailbox.put_latest((pv, "connection"), update.text(
+                ("mon-conn", connected), lambda: wire.connection_text(pv, connected)))
+        if update.kind == "value" and connected:
+            units = self._units(pv)
+            self.mailbox.put_latest((pv, "monitor"), update.text(
+                ("mon-value", units), lambda: wire.monitor_text(update.msg, units)))
+
+    def _units(self, pv: str) -> str | None:
+        for update in self.hub.current(pv):
+            if update.kind == "meta":
+                return update.msg["meta"].get("units")
+        return None
+
+    async def receive(self, text: str | None, data: bytes | None = None) -> None:
+        try:
+            action, name, rid = self._parse(text, data)
+        except ProtocolError as exc:
+            self._error(exc)
+            return
+        if action == "connect":
+            if name in self.subscribed:
+                return
+            if len(self.subscribed) >= self.settings.max_subscriptions:
+                self._error(ProtocolError("too_many", (
+                    f"Subscription limit of {self.settings.max_subscriptions} PVs per socket reached "
+                    "(OAS_MAX_SUBSCRIPTIONS); disconnect some first"), rid, action))
+                return
+            self.subscribed[name] = True
+            await self.hub.subscribe(self, [name])  # type: ignore[arg-type]
+        elif name in self.subscribed:  # disconnecting an unknown PV is silently ignored
+            del self.subscribed[name]
+            self._conn_sent.pop(name, None)
+            self.mailbox.drop(name)
+            await self.hub.unsubscribe(self, [name])  # type: ignore[arg-type]
+
+    def _parse(self, text: str | None, data: bytes | None) -> tuple[str, str, Any]:
+        try:
+            message = decode_frame(text, data, self.limits)
+        except ProtocolError as exc:
+            if exc.code != "bad_json" or text is None:
+                raise
+            message = text.strip()  # pycaserver: a bare string is a PV name
+        if isinstance(message, str):
+            action, name, rid = "connect", message, None
+        elif isinstance(message, dict):
+            rid = request_id_of(message)
+            action = message.get("action")
+            if not isinstance(action, str) or action not in ACTIONS:
+                raise ProtocolError("unknown_action", (
+                    f"Unknown action {str(action)[:50]!r}; allowed: connect, disconnect. "
+                    "Example: {\"action\": \"connect\", \"pv\": \"IOC:m1\"}"), rid)
+            name = message.get("pv")
+            if not isinstance(name, str):
+                raise ProtocolError("bad_field", f"'{action}' needs 'pv' as a string", rid, action)
+        else:
+            raise ProtocolError("not_object", "Send {\"action\": \"connect\", \"pv\": NAME} or a bare PV name")
+        why = name_problem(name, self.limits.max_name_length)
+        if why is not None:
+            raise ProtocolError("bad_name", why, rid, action)
+        return action, name, rid
+
+    def _error(self, exc: ProtocolError) -> None:
+        payload: dict[str, Any] = {"msg_type": "error", "error": exc.message, "code": exc.code}
+        if exc.action:
+            payload["action"] = exc.action
+        self.reply(payload, exc.request_id)

@@ -1,0 +1,182 @@
+"""The /api/v1/pv-socket protocol (ophyd-websocket 0.1.1 compatible, with additions).
+
+See docs/protocol.md. Message shapes match the captured 0.1.1 wire traffic; additions
+(``id`` echo, ``code`` on errors, set outcome replies, ``severity`` on values) are optional
+fields that old clients ignore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from . import wire
+from .hub import Update
+from .requests import ProtocolError, PvRequest, decode_frame, parse_pv_request
+from .session import Session
+
+READ_WRITE = "rw"
+READ_ONLY = "ro"
+
+
+class PvSession(Session):
+    """One pv-socket connection."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._held: dict[str, dict[str, Update]] = {}  # subscribeSafely waiting to confirm
+
+    # --- delivery from the hub --------------------------------------------------------------
+
+    def deliver(self, pv: str, update: Update) -> None:
+        mode = self.subscribed.get(pv)
+        if mode is None:
+            held = self._held.get(pv)
+            if held is not None:
+                held[update.kind] = update
+            return
+        self.mailbox.put_latest((pv, update.kind), self._render(pv, update, mode))
+
+    @staticmethod
+    def _render(pv: str, update: Update, mode: str) -> str:
+        writable = mode == READ_WRITE
+        if update.kind == "meta":
+            return update.text(("pv-meta", writable), lambda: wire.pv_meta_text(update.msg, writable))
+        return update.text(("pv-value", writable), lambda: wire.pv_value_text(update.msg, writable))
+
+    # --- requests ---------------------------------------------------------------------------
+
+    async def receive(self, text: str | None, data: bytes | None = None) -> None:
+        try:
+            request = parse_pv_request(decode_frame(text, data, self.limits), self.limits)
+        except ProtocolError as exc:
+            self.error(exc)
+            return
+        handler = getattr(self, "_do_" + request.action)
+        await handler(request)
+
+    async def _do_subscribe(self, request: PvRequest, mode: str = READ_WRITE) -> None:
+        subscribed, already, failed = self._partition(request)
+        for name in already:
+            if self.subscribed[name] != mode:
+                self.subscribed[name] = mode
+                self._redeliver(name)
+        for name in subscribed:
+            self.subscribed[name] = mode
+        self._summary(subscribed, already, failed, request.request_id)
+        if subscribed:
+            await self.hub.subscribe(self, subscribed)  # type: ignore[arg-type]
+
+    async def _do_subscribeReadOnly(self, request: PvRequest) -> None:  # noqa: N802 - protocol name
+        await self._do_subscribe(request, READ_ONLY)
+
+    async def _do_subscribeSafely(self, request: PvRequest) -> None:  # noqa: N802 - protocol name
+        fresh, already, failed = self._partition(request)
+        for name in fresh:
+            self._held[name] = {}
+        if fresh:
+            await self.hub.subscribe(self, fresh)  # type: ignore[arg-type]
+        self.background(self._confirm(fresh, already, failed, request.request_id), request.request_id)
+
+    async def _confirm(self, fresh: list[str], already: list[str], failed: list[dict[str, str]],
+                       request_id: Any) -> None:
+        timeout = self.settings.connect_timeout_s
+        results = await asyncio.gather(*(self.hub.wait_connected(n, timeout) for n in fresh))
+        subscribed: list[str] = []
+        refused: list[str] = []
+        for name, ok in zip(fresh, results, strict=True):
+            held = self._held.pop(name, {})
+            if ok and not self.ended:
+                self.subscribed[name] = READ_WRITE
+                subscribed.append(name)
+                for kind in ("meta", "value"):
+                    if kind in held:
+                        self.deliver(name, held[kind])
+            else:
+                refused.append(name)
+                failed.append({"pv": name, "error": f"{name} did not connect within {timeout:g} s"})
+        if refused:
+            await self.hub.unsubscribe(self, refused)  # type: ignore[arg-type]
+        self._summary(subscribed, already, failed, request_id, first=True)
+
+    async def _do_unsubscribe(self, request: PvRequest) -> None:
+        unsubscribed = [n for n in request.names if n in self.subscribed]
+        missing = [n for n in request.names if n not in self.subscribed]
+        missing += [n for n, _ in request.invalid]
+        for name in unsubscribed:
+            del self.subscribed[name]
+            self.mailbox.drop(name)
+        payload = {"action": "unsubscribe", "unsubscribed": unsubscribed, "not_subscribed": missing}
+        self.reply(payload, request.request_id)
+        if unsubscribed:
+            await self.hub.unsubscribe(self, unsubscribed)  # type: ignore[arg-type]
+
+    async def _do_set(self, request: PvRequest) -> None:
+        name = request.names[0]
+        if self.subscribed.get(name) == READ_ONLY:
+            raise_reply = ProtocolError(
+                "read_only",
+                f"{name} is subscribed read-only (subscribeReadOnly); subscribe with 'subscribe' to write",
+                request.request_id, "set")
+            self._set_error(raise_reply, name)
+            return
+        timeout = request.timeout or self.settings.set_timeout_s
+        self.background(self._set(name, request.value, timeout, request.request_id), request.request_id)
+
+    async def _set(self, name: str, value: Any, timeout: float, request_id: Any) -> None:
+        outcome = await self.hub.set(name, value, timeout)
+        status = outcome.get("status", "error")
+        if status == "done":
+            payload = {"action": "set", "status": "done", "target": name, "message": outcome.get("message"),
+                       "written": outcome.get("value"), "duration": outcome.get("duration_s")}
+            self.reply(payload, request_id)
+        else:
+            self._set_error(ProtocolError(status, outcome.get("message", "set failed"), request_id, "set"), name)
+
+    def _set_error(self, exc: ProtocolError, name: str) -> None:
+        payload: dict[str, Any] = {"error": exc.message, "code": exc.code, "action": "set",
+                                   "status": exc.code, "target": name}
+        self.reply(payload, exc.request_id)
+
+    async def _do_refresh(self, request: PvRequest) -> None:
+        names = list(self.subscribed)
+        payload = {"message": f"Refreshed {len(names)} PVs", "action": "refresh", "pvs": len(names)}
+        self.reply(payload, request.request_id)
+        for name in names:
+            self._redeliver(name)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _redeliver(self, name: str) -> None:
+        for update in self.hub.current(name):
+            self.deliver(name, update)
+
+    def _partition(self, request: PvRequest) -> tuple[list[str], list[str], list[dict[str, str]]]:
+        fresh: list[str] = []
+        already: list[str] = []
+        failed = [{"pv": n, "error": why} for n, why in request.invalid]
+        room = self.settings.max_subscriptions - len(self.subscribed) - len(self._held)
+        for name in request.names:
+            if name in self.subscribed or name in self._held:
+                already.append(name)
+            elif room <= 0:
+                failed.append({"pv": name, "error": (
+                    f"Subscription limit of {self.settings.max_subscriptions} PVs per socket reached "
+                    "(OAS_MAX_SUBSCRIPTIONS); unsubscribe from some first")})
+            else:
+                fresh.append(name)
+                room -= 1
+        return fresh, already, failed
+
+    def _summary(self, subscribed: list[str], already: list[str], failed: list[dict[str, str]],
+                 request_id: Any, first: bool = False) -> None:
+        payload = {"action": "subscribe", "subscribed": subscribed, "already_subscribed": already,
+                   "failed": failed}
+        self.reply(payload, request_id)
+
+    async def end(self) -> None:
+        held = list(self._held)
+        self._held.clear()
+        await super().end()
+        if held:
+            await self.hub.unsubscribe(self, held)  # type: ignore[arg-type]

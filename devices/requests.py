@@ -1,0 +1,180 @@
+"""Parsing and validating client requests, with errors that say what was wrong.
+
+Pure functions: no sockets, no CA. Used by the pv-socket and the pycaserver socket.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+PV_ACTIONS = ("subscribe", "subscribeSafely", "subscribeReadOnly", "unsubscribe", "set", "refresh")
+
+
+class ProtocolError(Exception):
+    """A request that cannot be served; becomes ``{"error": message, "code": code}``."""
+
+    def __init__(self, code: str, message: str, request_id: Any = None, action: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.action = action
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int
+    max_names_per_request: int
+    max_name_length: int
+    set_timeout_max_s: float
+
+
+@dataclass
+class PvRequest:
+    action: str
+    names: list[str] = field(default_factory=list)
+    invalid: list[tuple[str, str]] = field(default_factory=list)  # (name, why)
+    value: Any = None
+    timeout: float | None = None
+    request_id: Any = None
+
+
+def decode_frame(text: str | None, data: bytes | None, limits: Limits) -> Any:
+    """The JSON value of one WebSocket frame, or ProtocolError."""
+    if text is None:
+        raise ProtocolError("binary_frame", "Binary frames are not accepted; send JSON text")
+    if len(text) > limits.max_message_bytes or len(text.encode("utf-8")) > limits.max_message_bytes:
+        raise ProtocolError(
+            "too_large",
+            f"Message of {len(text.encode('utf-8'))} bytes exceeds the limit of "
+            f"{limits.max_message_bytes} bytes (OAS_MAX_MESSAGE_BYTES)",
+        )
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise ProtocolError("bad_json", f"Invalid JSON: {exc}") from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def request_id_of(message: dict[str, Any]) -> Any:
+    """The ``id`` to echo, if it is a usable one (string, integer, or null)."""
+    rid = message.get("id")
+    if rid is None or (isinstance(rid, (str, int)) and not isinstance(rid, bool)):
+        if isinstance(rid, str) and len(rid) > 200:
+            raise ProtocolError("bad_field", "'id' must be at most 200 characters")
+        return rid
+    raise ProtocolError("bad_field", "'id' must be a string or an integer")
+
+
+def parse_pv_request(message: Any, limits: Limits) -> PvRequest:
+    """Validate one decoded pv-socket message."""
+    if not isinstance(message, dict):
+        raise ProtocolError(
+            "not_object",
+            f"Expected a JSON object such as {{\"action\": \"subscribe\", \"pv\": \"IOC:m1\"}}, got {_kind(message)}",
+        )
+    rid = request_id_of(message)
+    action = message.get("action")
+    if action is None:
+        raise ProtocolError("missing_field", "Missing 'action'; allowed: " + ", ".join(PV_ACTIONS), rid)
+    if not isinstance(action, str):
+        raise ProtocolError("bad_field", f"'action' must be a string, got {_kind(action)}", rid)
+    if action not in PV_ACTIONS:
+        raise ProtocolError(
+            "unknown_action",
+            f"Unknown action {action[:50]!r}; allowed: {', '.join(PV_ACTIONS)}. "
+            "Example: {\"action\": \"subscribe\", \"pv\": \"IOC:m1\"}",
+            rid,
+        )
+    request = PvRequest(action=action, request_id=rid)
+    if action == "refresh":
+        return request
+    _names_into(request, message, limits, single_only=(action == "set"))
+    if action == "set":
+        if "value" not in message:
+            raise ProtocolError("missing_field", "'set' needs a 'value'", rid, action)
+        if message["value"] is None:
+            raise ProtocolError("bad_field", "'value' must not be null", rid, action)
+        request.value = message["value"]
+        request.timeout = parse_timeout(message.get("timeout"), limits, rid, action)
+        if request.invalid:
+            name, why = request.invalid[0]
+            raise ProtocolError("bad_name", why, rid, action)
+    return request
+
+
+def parse_timeout(raw: Any, limits: Limits, rid: Any = None, action: str | None = None) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+        raise ProtocolError("bad_field", f"'timeout' must be a number of seconds, got {_kind(raw)}", rid, action)
+    if not 0 < raw <= limits.set_timeout_max_s:
+        raise ProtocolError(
+            "bad_field", f"'timeout' must be > 0 and at most {limits.set_timeout_max_s:g} s", rid, action)
+    return float(raw)
+
+
+def _names_into(request: PvRequest, message: dict[str, Any], limits: Limits, *, single_only: bool) -> None:
+    rid, action = request.request_id, request.action
+    has_one, has_many = "pv" in message, "pvs" in message
+    if has_one and has_many:
+        raise ProtocolError("bad_field", "Give either 'pv' or 'pvs', not both", rid, action)
+    if single_only and has_many:
+        raise ProtocolError("bad_field", f"'{action}' takes one 'pv', not 'pvs'", rid, action)
+    if not has_one and not has_many:
+        raise ProtocolError("missing_field", f"'{action}' needs 'pv' (a name) or 'pvs' (a list of names)",
+                            rid, action)
+    if has_one:
+        raw = message["pv"]
+        if not isinstance(raw, str):
+            raise ProtocolError("bad_field", f"'pv' must be a string, got {_kind(raw)}", rid, action)
+        candidates = [raw]
+    else:
+        raw = message["pvs"]
+        if not isinstance(raw, list):
+            raise ProtocolError("bad_field", f"'pvs' must be a list of strings, got {_kind(raw)}", rid, action)
+        if not raw:
+            raise ProtocolError("bad_field", "'pvs' is empty", rid, action)
+        if len(raw) > limits.max_names_per_request:
+            raise ProtocolError(
+                "too_many",
+                f"{len(raw)} names in one request; at most {limits.max_names_per_request} "
+                "(OAS_MAX_NAMES_PER_REQUEST): split the request",
+                rid, action)
+        for i, item in enumerate(raw):
+            if not isinstance(item, str):
+                raise ProtocolError("bad_field", f"'pvs' item {i} must be a string, got {_kind(item)}", rid, action)
+        candidates = raw
+    seen: set[str] = set()
+    for name in candidates:
+        if name in seen:
+            continue
+        seen.add(name)
+        why = name_problem(name, limits.max_name_length)
+        if why is None:
+            request.names.append(name)
+        else:
+            request.invalid.append((name, why))
+
+
+def name_problem(name: str, max_length: int) -> str | None:
+    """Why ``name`` cannot be a PV name, or None if it can."""
+    if not name:
+        return "PV name is empty"
+    if len(name) > max_length:
+        return f"PV name is {len(name)} characters long; at most {max_length} (OAS_MAX_NAME_LENGTH)"
+    if not name.isascii() or not name.isprintable() or any(ch.isspace() for ch in name):
+        return f"PV name {name[:60]!r} contains spaces, control or non-ASCII characters"
+    return None
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

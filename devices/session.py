@@ -1,0 +1,107 @@
+"""What every streaming socket shares: the mailbox, background requests, closing.
+
+A session is the socket-free core of a consumer, so protocol behaviour is testable by
+feeding it frames and reading what it queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from ophydsite.settings.oas import OasSettings
+
+from .hub import Hub
+from .jsonsafe import dumps
+from .mailbox import Mailbox
+from .requests import Limits, ProtocolError
+
+log = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 100
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class Session:
+    """Base of the pv-socket and /monitor sessions."""
+
+    def __init__(self, *, hub: Hub, settings: OasSettings, send: Callable[[str], Awaitable[None]],
+                 close: Callable[[int], Awaitable[None]], client: str = "") -> None:
+        self.hub = hub
+        self.settings = settings
+        self.client = client
+        self.limits = Limits(
+            max_message_bytes=settings.max_message_bytes,
+            max_names_per_request=settings.max_names_per_request,
+            max_name_length=settings.max_name_length,
+            set_timeout_max_s=settings.set_timeout_max_s,
+        )
+        self._close = close
+        self.mailbox = Mailbox(send, max_replies=settings.max_pending_replies,
+                               stall_timeout=settings.client_stall_timeout_s, on_stuck=self._stuck)
+        self._sender = asyncio.create_task(self.mailbox.run(), name="mailbox-sender")
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.subscribed: dict[str, Any] = {}
+        self.ended = False
+
+    # --- replies ----------------------------------------------------------------------------
+
+    def reply(self, payload: dict[str, Any], request_id: Any = None) -> None:
+        if request_id is not None:
+            payload["id"] = request_id
+        self.mailbox.put_reply(dumps(payload))
+
+    def error(self, exc: ProtocolError) -> None:
+        payload: dict[str, Any] = {"error": exc.message, "code": exc.code}
+        if exc.action:
+            payload["action"] = exc.action
+        self.reply(payload, exc.request_id)
+
+    def background(self, coro: Coroutine[Any, Any, None], request_id: Any = None) -> None:
+        """Run a request that may wait (set, subscribeSafely) without holding the socket."""
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            coro.close()
+            self.error(ProtocolError(
+                "busy", f"{MAX_IN_FLIGHT} requests already in progress on this socket; wait for replies",
+                request_id))
+            return
+        task = asyncio.create_task(self._guard(coro, request_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guard(self, coro: Coroutine[Any, Any, None], request_id: Any) -> None:
+        try:
+            await coro
+        except ProtocolError as exc:
+            self.error(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - report to this client, keep the socket
+            log.exception("request failed")
+            self.error(ProtocolError("internal", "Internal error while handling the request; see server log",
+                                     request_id))
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def _stuck(self, why: str) -> None:
+        log.warning("closing stuck client %s: %s", self.client, why)
+        asyncio.get_running_loop().create_task(self._close_stuck())
+
+    async def _close_stuck(self) -> None:
+        await self.end()
+        await self._close(CLOSE_TRY_AGAIN_LATER)
+
+    async def end(self) -> None:
+        """Release everything the socket held; safe to call twice."""
+        if self.ended:
+            return
+        self.ended = True
+        self.mailbox.close()
+        for task in [*self._tasks, self._sender]:
+            task.cancel()
+        names = list(self.subscribed)
+        self.subscribed.clear()
+        if names:
+            await self.hub.unsubscribe(self, names)  # type: ignore[arg-type]

@@ -1,0 +1,33 @@
+"""Small HTTP views: the start page and a health probe."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from .runtime import embedded_bridge
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    """A live PV table so a newcomer sees the server working; demo PVs are prefilled."""
+    prefix = os.environ.get("OAS_DEMO_PREFIX", "")
+    demo = [f"{prefix}{s}" for s in ("m1:sp", "m1:rbv", "sine", "counter", "mode", "label",
+                                     "longtext", "wave", "temp", "flaky")] if prefix else []
+    return render(request, "index.html", {"demo_pvs": demo})
+
+
+async def health(request: HttpRequest) -> JsonResponse:
+    """Liveness plus what this process's bridge holds (embedded mode only)."""
+    bridge = embedded_bridge()
+    body = {
+        "status": "ok",
+        "bridge": settings.OAS.bridge,
+        "channel_layer": "redis" if getattr(settings, "REDIS_URL", None) else "in-memory",
+    }
+    if bridge is not None:
+        body["pvs"] = len(bridge.entries)
+        body["published"] = bridge.publisher.sent
+    return JsonResponse(body)

@@ -1,0 +1,57 @@
+"""Client-facing message texts built from bridge messages.
+
+A bridge message is rendered once per process and per variant (the write access a client
+is told), never once per client. Shapes follow ophyd-websocket 0.1.1 and pycaserver.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .jsonsafe import dumps
+
+
+def _bool(flag: bool) -> str:
+    return "true" if flag else "false"
+
+
+def pv_value_text(msg: dict[str, Any], writable: bool) -> str:
+    """pv-socket value message; ``writable`` is the write access this client has."""
+    return (
+        '{"pv":' + dumps(msg["pv"])
+        + ',"value":' + msg["value"]
+        + ',"timestamp":' + dumps(msg["timestamp"])
+        + ',"connected":' + _bool(msg["connected"])
+        + ',"read_access":' + _bool(msg["read_access"])
+        + ',"write_access":' + _bool(msg["write_access"] and writable)
+        + ',"severity":' + dumps(msg.get("severity"))
+        + "}"
+    )
+
+
+def pv_meta_text(msg: dict[str, Any], writable: bool) -> str:
+    """pv-socket metadata message (``sub_type: "meta"``)."""
+    meta = dict(msg["meta"])
+    meta["write_access"] = bool(meta.get("write_access")) and writable
+    meta["sub_type"] = "meta"
+    meta["obj"] = msg["pv"]
+    meta["pv"] = msg["pv"]
+    return dumps(meta)
+
+
+def monitor_text(msg: dict[str, Any], units: str | None) -> str:
+    """pycaserver ``monitor`` message."""
+    return (
+        '{"msg_type":"monitor","pvname":' + dumps(msg["pv"])
+        + ',"value":' + msg["value"]
+        + ',"count":' + dumps(msg.get("count", 1))
+        + ',"timestamp":' + dumps(msg["timestamp"])
+        + ',"units":' + dumps(units or "")
+        + ',"severity":' + dumps(msg.get("severity"))
+        + "}"
+    )
+
+
+def connection_text(pv: str, connected: bool) -> str:
+    """pycaserver ``connection`` message."""
+    return '{"msg_type":"connection","pvname":' + dumps(pv) + ',"conn":' + _bool(connected) + "}"

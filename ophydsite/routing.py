@@ -1,0 +1,5 @@
+"""All WebSocket routes; each app contributes its own list."""
+
+from devices.routing import websocket_urlpatterns as devices_routes
+
+websocket_urlpatterns = [*devices_routes]

@@ -1,0 +1,49 @@
+"""Database and channel layers, chosen from DATABASE_URL and REDIS_URL.
+
+With neither set the server is self-contained: SQLite and the in-memory layer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+
+
+def databases(base_dir: Path) -> dict[str, Any]:
+    """SQLite next to the project unless DATABASE_URL names another database."""
+    default = f"sqlite:///{base_dir / 'db.sqlite3'}"
+    url = os.environ.get("DATABASE_URL", default)
+    return {"default": dj_database_url.parse(url, conn_max_age=60)}
+
+
+def channel_layers(redis_url: str | None) -> dict[str, Any]:
+    """Two aliases: "default" fans PV updates out, "bridge" carries commands to the bridge.
+
+    With Redis, fan-out uses the pub/sub layer (one PUBLISH per update) while commands use
+    the list-based layer, whose channels have a single reader, so only one bridge runs a set.
+    """
+    if not redis_url:
+        memory = {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 10000, "expiry": 60},
+        }
+        return {"default": memory, "bridge": memory}
+    return {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [redis_url]},
+        },
+        "bridge": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": redis_url, "max_connections": 50}],
+                "capacity": 5000,
+                "expiry": 30,
+                # Keep groups of screens that stay open for days.
+                "group_expiry": 7 * 24 * 3600,
+            },
+        },
+    }

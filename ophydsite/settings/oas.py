@@ -1,0 +1,96 @@
+"""The typed OAS_* settings, read once from the environment.
+
+Every tunable of the server lives here so the rest of the code reads
+``settings.OAS.<field>`` instead of parsing environment variables itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {text!r}")
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    return tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class OasSettings:
+    """Server settings; each field maps to the environment variable ``OAS_<FIELD>``."""
+
+    host: str = "localhost"
+    port: int = 8001
+    startup_dir: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    require_qserver: bool = False
+    # "embedded": the bridge runs inside the server process (default without Redis).
+    # "external": `manage.py runbridge` runs it (default when REDIS_URL is set).
+    bridge: str = "embedded"
+    # Publishing rate caps per PV (latest value wins in between).
+    scalar_rate_hz: float = 10.0
+    array_rate_hz: float = 10.0
+    # Seconds a PV nobody subscribes to keeps its CA channel before release.
+    release_grace_s: float = 10.0
+    # Worker interest in a PV is a lease the bridge expires if not renewed.
+    lease_s: float = 30.0
+    # subscribeSafely waits this long for a connection before reporting failure.
+    connect_timeout_s: float = 2.0
+    # Default and maximum `timeout` of a set, seconds.
+    set_timeout_s: float = 10.0
+    set_timeout_max_s: float = 300.0
+    # Client limits.
+    max_message_bytes: int = 65536
+    max_subscriptions: int = 1000
+    max_names_per_request: int = 500
+    max_name_length: int = 255
+    # Replies (not PV data) a client may have queued before it counts as stuck.
+    max_pending_replies: int = 1000
+    # A client whose socket accepts nothing for this long is closed with 1013.
+    client_stall_timeout_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OasSettings:
+        """Build settings from ``OAS_*`` variables; unknown types raise with the variable name."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            key = "OAS_" + field.name.upper()
+            raw = env.get(key)
+            if raw is None:
+                continue
+            try:
+                values[field.name] = _convert(field.type, raw)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from exc
+        if "bridge" not in values and env.get("REDIS_URL"):
+            values["bridge"] = "external"
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.bridge not in {"embedded", "external"}:
+            raise ValueError("OAS_BRIDGE: must be 'embedded' or 'external'")
+        return settings
+
+
+def _convert(type_name: object, raw: str) -> object:
+    name = str(type_name)
+    if name == "int":
+        return int(raw)
+    if name == "float":
+        return float(raw)
+    if name == "bool":
+        return _bool(raw)
+    if name.startswith("tuple"):
+        return _origins(raw)
+    if name.startswith("str | None"):
+        return raw or None
+    return raw

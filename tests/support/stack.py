@@ -1,0 +1,75 @@
+"""A bridge and hub wired through a real in-memory channel layer, for fast tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from typing import Any
+
+from channels.layers import InMemoryChannelLayer
+
+from devices.bridge.server import Bridge
+from devices.hub import Hub
+from ophydsite.settings.oas import OasSettings
+
+
+class Stack:
+    def __init__(self, source_factory: Any, **overrides: Any) -> None:
+        self.settings = replace(OasSettings(), **overrides)
+        self.layer = InMemoryChannelLayer(capacity=10000)
+        self.bridge = Bridge(layer=self.layer, command_layer=self.layer, settings=self.settings,
+                             source_factory=source_factory)
+        self.hub = Hub(layer=self.layer, command_layer=self.layer, lease_s=self.settings.lease_s)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Stack:
+        self._task = asyncio.create_task(self.bridge.run())
+        await self.bridge.started.wait()
+        await self.hub.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.hub.stop()
+        assert self._task is not None
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+
+class Client:
+    """Drives a session like a socket would and collects what it sends."""
+
+    def __init__(self, session_class: Any, stack: Stack) -> None:
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.closed_with: int | None = None
+        self.session = session_class(hub=stack.hub, settings=stack.settings, send=self._send,
+                                     close=self._close, client="test")
+
+    async def _send(self, text: str) -> None:
+        self.inbox.put_nowait(json.loads(text))
+
+    async def _close(self, code: int) -> None:
+        self.closed_with = code
+
+    async def send(self, message: Any) -> None:
+        text = message if isinstance(message, str) else json.dumps(message)
+        await self.session.receive(text, None)
+
+    async def next(self, timeout: float = 3.0, where: Any = None) -> dict[str, Any]:
+        """The next message (optionally the next one matching ``where``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            msg = await asyncio.wait_for(self.inbox.get(), max(deadline - loop.time(), 0.001))
+            if where is None or where(msg):
+                return msg
+
+    async def quiet(self, seconds: float = 0.2) -> list[dict[str, Any]]:
+        await asyncio.sleep(seconds)
+        out = []
+        while not self.inbox.empty():
+            out.append(self.inbox.get_nowait())
+        return out

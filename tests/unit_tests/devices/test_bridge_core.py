@@ -1,0 +1,124 @@
+"""Bridge, hub and pv-socket session over the in-memory layer with a simulated source."""
+
+import asyncio
+
+import pytest
+
+from devices.pv_session import PvSession
+from tests.support.sim import SimSource
+from tests.support.stack import Client, Stack
+
+
+@pytest.fixture
+async def stack():
+    SimSource.registry.clear()
+    async with Stack(SimSource, scalar_rate_hz=10.0, release_grace_s=0.2, connect_timeout_s=0.3) as s:
+        yield s
+
+
+async def wait_for_source(name):
+    for _ in range(100):
+        if name in SimSource.registry and SimSource.registry[name].opened:
+            return SimSource.registry[name]
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no source for {name}")
+
+
+def is_value(pv):
+    return lambda m: m.get("pv") == pv and "value" in m and m.get("sub_type") != "meta"
+
+
+async def test_one_source_for_many_clients_and_release_after_grace(stack):
+    clients = [Client(PvSession, stack) for _ in range(5)]
+    for c in clients:
+        await c.send({"action": "subscribe", "pv": "S:a"})
+    source = await wait_for_source("S:a")
+    source.connect()
+    source.emit(1.25)
+    for c in clients:
+        msg = await c.next(where=is_value("S:a"))
+        assert msg["value"] == 1.25 and msg["connected"] is True
+    assert len(SimSource.registry) == 1
+    for c in clients:
+        await c.session.end()
+    await asyncio.sleep(0.8)
+    assert source.closed and "S:a" not in stack.bridge.entries
+
+
+async def test_rate_cap_keeps_latest_and_alarm_bypasses_it(stack):
+    client = Client(PvSession, stack)
+    await client.send({"action": "subscribe", "pv": "S:r"})
+    source = await wait_for_source("S:r")
+    source.connect()
+    source.emit(0.0, timestamp=1.0)
+    await client.next(where=is_value("S:r"))
+    for i in range(1, 50):
+        source.emit(float(i), timestamp=1.0 + i)
+    got = await client.quiet(0.35)
+    values = [m["value"] for m in got if is_value("S:r")(m)]
+    assert values[-1] == 49.0
+    assert len(values) <= 4  # 10 Hz cap over ~0.35 s, not 49 messages
+    source.emit(50.0, timestamp=100.0, severity=2, status=3)
+    start = asyncio.get_running_loop().time()
+    meta = await client.next(where=lambda m: m.get("sub_type") == "meta", timeout=1)
+    assert meta["severity"] == 2
+    assert asyncio.get_running_loop().time() - start < 0.05
+
+
+async def test_disconnect_reaches_every_client_at_once(stack):
+    a, b = Client(PvSession, stack), Client(PvSession, stack)
+    for c in (a, b):
+        await c.send({"action": "subscribe", "pv": "S:d"})
+    source = await wait_for_source("S:d")
+    source.connect()
+    source.emit(3.0)
+    for c in (a, b):
+        await c.next(where=is_value("S:d"))
+    source.disconnect()
+    for c in (a, b):
+        msg = await c.next(where=is_value("S:d"), timeout=0.5)
+        assert msg["connected"] is False
+
+
+async def test_never_connecting_pv_is_reported_not_connected(stack):
+    client = Client(PvSession, stack)
+    await client.send({"action": "subscribe", "pv": "S:missing"})
+    summary = await client.next()
+    assert summary["subscribed"] == ["S:missing"]
+    msg = await client.next(where=is_value("S:missing"), timeout=2)
+    assert msg["connected"] is False and msg["value"] is None
+
+
+async def test_set_outcomes(stack):
+    client = Client(PvSession, stack)
+    await client.send({"action": "subscribe", "pv": "S:s"})
+    source = await wait_for_source("S:s")
+    source.connect()
+    source.emit(0.0)
+    await client.send({"action": "set", "pv": "S:s", "value": 5, "id": 1})
+    done = await client.next(where=lambda m: m.get("id") == 1)
+    assert done["status"] == "done" and source.puts == [5]
+    await client.send({"action": "set", "pv": "S:s", "value": 50, "id": 2})
+    refused = await client.next(where=lambda m: m.get("id") == 2)
+    assert refused["code"] == "out_of_limits" and "error" in refused
+    source.put_result = (False, "Write access denied")
+    await client.send({"action": "set", "pv": "S:s", "value": 1, "id": 3})
+    assert (await client.next(where=lambda m: m.get("id") == 3))["code"] == "ioc_refused"
+    source.put_result = None  # the IOC never completes
+    await client.send({"action": "set", "pv": "S:s", "value": 1, "timeout": 0.2, "id": 4})
+    assert (await client.next(where=lambda m: m.get("id") == 4))["code"] == "timeout"
+    await client.send({"action": "set", "pv": "S:never", "value": 1, "timeout": 0.2, "id": 5})
+    assert (await client.next(where=lambda m: m.get("id") == 5))["code"] == "not_connected"
+
+
+async def test_read_only_subscription_refuses_set_and_reports_no_write_access(stack):
+    client = Client(PvSession, stack)
+    await client.send({"action": "subscribeReadOnly", "pv": "S:ro"})
+    source = await wait_for_source("S:ro")
+    source.connect()
+    source.emit(1.0)
+    msg = await client.next(where=is_value("S:ro"))
+    assert msg["write_access"] is False and msg["read_access"] is True
+    await client.send({"action": "set", "pv": "S:ro", "value": 2, "id": "w"})
+    reply = await client.next(where=lambda m: m.get("id") == "w")
+    assert reply["code"] == "read_only" and source.puts == []

@@ -1,0 +1,37 @@
+import pytest
+
+from ophydsite.origins import origin_allowed
+from ophydsite.settings.oas import OasSettings
+
+
+def test_defaults_match_ophyd_websocket():
+    s = OasSettings.from_env({})
+    assert (s.host, s.port, s.log_level, s.bridge) == ("localhost", 8001, "INFO", "embedded")
+
+
+def test_environment_is_parsed_and_typed():
+    s = OasSettings.from_env({"OAS_PORT": "9000", "OAS_ALLOWED_ORIGINS": "http://a:1, http://b/",
+                              "OAS_REQUIRE_QSERVER": "true", "OAS_SCALAR_RATE_HZ": "5"})
+    assert s.port == 9000 and s.allowed_origins == ("http://a:1", "http://b")
+    assert s.require_qserver is True and s.scalar_rate_hz == 5.0
+
+
+def test_redis_selects_external_bridge_unless_told_otherwise():
+    assert OasSettings.from_env({"REDIS_URL": "redis://x"}).bridge == "external"
+    assert OasSettings.from_env({"REDIS_URL": "redis://x", "OAS_BRIDGE": "embedded"}).bridge == "embedded"
+
+
+def test_bad_values_name_the_variable():
+    with pytest.raises(ValueError, match="OAS_PORT"):
+        OasSettings.from_env({"OAS_PORT": "eighty"})
+    with pytest.raises(ValueError, match="OAS_BRIDGE"):
+        OasSettings.from_env({"OAS_BRIDGE": "sideways"})
+
+
+def test_origins():
+    assert origin_allowed("http://srv:8001", "srv:8001", ())
+    assert origin_allowed("http://localhost:3000", "srv:8001", ())
+    assert not origin_allowed("http://evil.example", "srv:8001", ())
+    assert origin_allowed("https://portal.lab", "srv:8001", ("https://portal.lab",))
+    assert not origin_allowed("http://localhost:3000", "srv:8001", ("https://portal.lab",))
+    assert not origin_allowed("null", "srv:8001", ())
