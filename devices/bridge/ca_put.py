@@ -41,6 +41,7 @@ def put_with_status(chid: Any, value: Any, done: PutDone) -> None:
     Raises ValueError when the value cannot be packed for the channel's native type.
     """
     global _next_token
+    ca.use_initial_context()  # executor threads are not attached to libca's context
     ftype = ca.field_type(chid)
     count, data = _pack(ftype, ca.element_count(chid), value)
     with _pending_lock:
@@ -53,7 +54,7 @@ def put_with_status(chid: Any, value: Any, done: PutDone) -> None:
         with _pending_lock:
             _pending.pop(token, None)
         raise ValueError(f"Channel Access refused the put: {ca.message(ret)}")
-    ca.poll(evt=1.0e-4, iot=0.01)
+    ca.flush_io()  # send now; otherwise the request waits for another thread's flush
 
 
 def _pack(ftype: int, native_count: int, value: Any) -> tuple[int, Any]:

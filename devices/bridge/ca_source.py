@@ -85,6 +85,8 @@ class CaSource:
             lower_ctrl_limit=ctrl.get("lower_ctrl_limit"),
             upper_ctrl_limit=ctrl.get("upper_ctrl_limit"),
             enum_strs=tuple(_text(s) or "" for s in enum_strs) if enum_strs else None,
+            # read directly: pyepics can miss the first access-rights event
+            access=(ca.read_access(pv.chid) == 1, ca.write_access(pv.chid) == 1),
         )
 
     def put(self, value: Any, done: PutCallback) -> None:

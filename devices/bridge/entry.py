@@ -41,6 +41,7 @@ class PvEntry:
         self.access: tuple[bool, bool] = (False, False)
         self.info: ChannelInfo | None = None
         self.last: ValueEvent | None = None
+        self.fresh = False  # `last` arrived since the latest (re)connection
         self.leases: dict[str, float] = {}
         self.holds = 0
         self.idle_since: float | None = None
@@ -62,6 +63,7 @@ class PvEntry:
             self._info_task = self._loop.create_task(self._fetch_info())
         else:
             self.ready.clear()
+            self.fresh = False
             self._cancel_timer()
             self._publish_state()
 
@@ -76,12 +78,14 @@ class PvEntry:
         if self._closed:
             return
         previous = self.last
+        first = not self.fresh
         self.last = event
+        self.fresh = True
         if not self.ready.is_set():
             return  # published together with the metadata once it is known
         alarm_changed = previous is None or (previous.severity, previous.status) != (
             event.severity, event.status)
-        if alarm_changed:
+        if first or alarm_changed:
             self._publish_state()
         else:
             self._publish_value_capped()
@@ -97,9 +101,12 @@ class PvEntry:
         if info is None or not self.connected or self._closed:
             return
         self.info = info
+        self.access = info.access
         self.ever_connected = True
         self.ready.set()
-        self._publish_state()
+        if self.fresh:
+            self._publish_state()
+        # otherwise the first value after (re)connecting publishes metadata and value together
 
     def _announce_unconnected(self) -> None:
         """A PV that never connects is reported as such, then kept searching."""

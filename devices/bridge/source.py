@@ -31,6 +31,7 @@ class ChannelInfo:
     lower_ctrl_limit: float | None = None
     upper_ctrl_limit: float | None = None
     enum_strs: tuple[str, ...] | None = None
+    access: tuple[bool, bool] = (True, True)  # (read, write) as the IOC grants them
     extra: dict[str, Any] = field(default_factory=dict)
 
 
