@@ -15,7 +15,7 @@ import time
 from typing import Any, Protocol
 
 import numpy as np
-from caproto import AlarmSeverity, AlarmStatus, ChannelDouble, ChannelType
+from caproto import AccessRights, AlarmSeverity, AlarmStatus, ChannelAlarm, ChannelDouble, ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty
 
 MOTOR_TICK = 0.1  # s; readback update period while moving (10 Hz)
@@ -78,6 +78,9 @@ class BigWave(ChannelDouble):
         self._x = np.linspace(0.0, 4 * math.pi, size)
         self._period = 1.0 / rate
 
+    def check_access(self, hostname: str, username: str) -> AccessRights:
+        return AccessRights.READ
+
     async def server_startup(self, async_lib: Any) -> None:
         """Picked up by the caproto Context like a pvproperty startup hook."""
         while True:
@@ -122,6 +125,10 @@ class DemoPVs(PVGroup):
     def __init__(self, *args: Any, bigwave_size: int = 10000, bigwave_rate: float = 10.0,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # caproto gives all pvproperties of a group without an alarm_group one shared
+        # ChannelAlarm: temp's alarm would show on every PV and the next sine write clear it.
+        for channel in self.pvdb.values():
+            channel.alarm = ChannelAlarm()
         self.registry: ChannelRegistry | None = None  # set by the server once it exists
         self.pvdb[f"{self.prefix}bigwave"] = BigWave(bigwave_size, bigwave_rate)
 

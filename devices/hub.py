@@ -167,7 +167,14 @@ class Hub:
 
     async def _receive_loop(self) -> None:
         while True:
-            message = await self._layer.receive(self.channel)
+            try:
+                message = await self._layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - e.g. Redis restarting: keep serving
+                log.exception("hub receive failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
             try:
                 self.dispatch(message)
             except Exception:  # noqa: BLE001 - one bad message must not stop the hub
@@ -216,5 +223,9 @@ class Hub:
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(max(self._lease_s / 3, 0.5))
-            if self._clients:
+            if not self._clients:
+                continue
+            try:
                 await self._command(m.RENEW, list(self._clients))
+            except Exception:  # noqa: BLE001 - retried at the next period
+                log.exception("renewing interest with the bridge failed")

@@ -46,13 +46,16 @@ class MonitorSession(Session):
         try:
             action, name, rid = self._parse(text, data)
         except ProtocolError as exc:
-            self._error(exc)
+            self.error(exc)
             return
+        await self.guarded(self._act(action, name, rid), rid)
+
+    async def _act(self, action: str, name: str, rid: Any) -> None:
         if action == "connect":
             if name in self.subscribed:
                 return
             if len(self.subscribed) >= self.settings.max_subscriptions:
-                self._error(ProtocolError("too_many", (
+                self.error(ProtocolError("too_many", (
                     f"Subscription limit of {self.settings.max_subscriptions} PVs per socket reached "
                     "(OAS_MAX_SUBSCRIPTIONS); disconnect some first"), rid, action))
                 return
@@ -90,7 +93,7 @@ class MonitorSession(Session):
             raise ProtocolError("bad_name", why, rid, action)
         return action, name, rid
 
-    def _error(self, exc: ProtocolError) -> None:
+    def error(self, exc: ProtocolError) -> None:
         payload: dict[str, Any] = {"msg_type": "error", "error": exc.message, "code": exc.code}
         if exc.action:
             payload["action"] = exc.action

@@ -53,7 +53,7 @@ class PvSession(Session):
             self.error(exc)
             return
         handler = getattr(self, "_do_" + request.action)
-        await handler(request)
+        await self.guarded(handler(request), request.request_id)
 
     async def _do_subscribe(self, request: PvRequest, mode: str = READ_WRITE) -> None:
         subscribed, already, failed = self._partition(request)

@@ -67,11 +67,12 @@ class Session:
                 "busy", f"{MAX_IN_FLIGHT} requests already in progress on this socket; wait for replies",
                 request_id))
             return
-        task = asyncio.create_task(self._guard(coro, request_id))
+        task = asyncio.create_task(self.guarded(coro, request_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _guard(self, coro: Coroutine[Any, Any, None], request_id: Any) -> None:
+    async def guarded(self, coro: Coroutine[Any, Any, None], request_id: Any) -> None:
+        """Await a request; any failure becomes an error reply, never a closed socket."""
         try:
             await coro
         except ProtocolError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -34,9 +35,18 @@ class CaSource:
         self._loop = loop
         self._sink = sink
         self._pv: epics.PV | None = None
+        # pyepics runs the connection callback inside PV() when the channel already exists
+        # (another PV object opened it), so `info` may be asked before `_pv` is assigned.
+        self._opened = threading.Event()
 
     def open(self) -> None:
         """Create the channel and its monitor (value and alarm events, DBR_TIME form)."""
+        try:
+            self._create()
+        finally:
+            self._opened.set()
+
+    def _create(self) -> None:
         self._pv = epics.PV(
             self.name,
             form="time",
@@ -67,6 +77,7 @@ class CaSource:
 
     def info(self, timeout: float) -> ChannelInfo | None:
         """Native type, element count and control metadata; None when not connected."""
+        self._opened.wait(timeout)
         pv = self._pv
         if pv is None or not pv.wait_for_connection(timeout=timeout):
             return None
@@ -104,15 +115,22 @@ class CaSource:
         try:
             pv.clear_callbacks()
             pv.disconnect()
-            if chid is not None and not _shared(self.name):
+            if chid is not None and _unused(self.name):
                 ca.clear_channel(chid)
         except Exception:  # noqa: BLE001 - releasing must never break the bridge
             log.exception("releasing %s", self.name)
 
 
-def _shared(name: str) -> bool:
-    """Whether another pyepics PV object (an ophyd device, say) still uses this channel."""
-    return any(key[0] == name for key in list(epics.pv._PVcache_))
+def _unused(name: str) -> bool:
+    """Whether no other pyepics PV object (an ophyd device, say) still uses this channel.
+
+    Clearing a channel under another PV object crashes libca when that object is later
+    garbage-collected, so the channel is kept whenever anybody else registered on it.
+    """
+    entry = ca._cache[ca.current_context()].get(name)
+    if entry is None or entry.callbacks or entry.access_event_callback:
+        return False
+    return not any(key[0] == name for key in list(epics.pv._PVcache_))
 
 
 def _text(value: Any) -> str | None:

@@ -44,7 +44,14 @@ class Bridge:
         self.started.set()
         try:
             while True:
-                message = await self._commands.receive(m.BRIDGE_CHANNEL)
+                try:
+                    message = await self._commands.receive(m.BRIDGE_CHANNEL)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - e.g. Redis restarting: keep serving
+                    log.exception("reading bridge commands failed; retrying in 1 s")
+                    await asyncio.sleep(1.0)
+                    continue
                 try:
                     self.handle(message)
                 except Exception:  # noqa: BLE001 - a malformed command must not stop the bridge

@@ -8,4 +8,4 @@ from .infra import channel_layers, databases
 
 REDIS_URL = os.environ.get("REDIS_URL") or None
 DATABASES = databases(BASE_DIR)
-CHANNEL_LAYERS = channel_layers(REDIS_URL)
+CHANNEL_LAYERS = channel_layers(REDIS_URL, os.environ.get("OAS_REDIS_PREFIX", "ophydsite"))

@@ -19,11 +19,12 @@ def databases(base_dir: Path) -> dict[str, Any]:
     return {"default": dj_database_url.parse(url, conn_max_age=60)}
 
 
-def channel_layers(redis_url: str | None) -> dict[str, Any]:
+def channel_layers(redis_url: str | None, prefix: str = "ophydsite") -> dict[str, Any]:
     """Two aliases: "default" fans PV updates out, "bridge" carries commands to the bridge.
 
     With Redis, fan-out uses the pub/sub layer (one PUBLISH per update) while commands use
     the list-based layer, whose channels have a single reader, so only one bridge runs a set.
+    ``prefix`` (OAS_REDIS_PREFIX) keeps several deployments on one Redis apart.
     """
     if not redis_url:
         memory = {
@@ -31,15 +32,20 @@ def channel_layers(redis_url: str | None) -> dict[str, Any]:
             "CONFIG": {"capacity": 10000, "expiry": 60},
         }
         return {"default": memory, "bridge": memory}
+    # redis-py 8 times sockets out after 5 s, the same as channels-redis's blocking pop:
+    # the two race and the reader dies. Give blocking reads room; cap the pool (redis-py 8
+    # raises at 100 connections otherwise).
+    host = {"address": redis_url, "socket_timeout": 30, "max_connections": 50}
     return {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [redis_url]},
+            "CONFIG": {"hosts": [host], "prefix": prefix},
         },
         "bridge": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": redis_url, "max_connections": 50}],
+                "hosts": [host],
+                "prefix": prefix,
                 "capacity": 5000,
                 "expiry": 30,
                 # Keep groups of screens that stay open for days.

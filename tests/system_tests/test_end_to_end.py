@@ -1,0 +1,97 @@
+"""Through a real listening server (uvicorn subprocess) with a real WebSocket client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import psutil
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.support.server import ServerProcess
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(90)]
+
+P = "TST:"
+STALL_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def server(ioc, tmp_path_factory):
+    db = tmp_path_factory.mktemp("db") / "e2e.sqlite3"
+    proc = ServerProcess({"DATABASE_URL": f"sqlite:///{db}", "OAS_CLIENT_STALL_TIMEOUT_S": str(STALL_S)})
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+async def recv_json(conn, where, timeout=5.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        msg = json.loads(await asyncio.wait_for(conn.recv(), max(deadline - loop.time(), 0.01)))
+        if where(msg):
+            return msg
+
+
+async def test_subscribe_and_set_over_a_real_socket(server):
+    async with websockets.connect(f"{server.ws}/api/v1/pv-socket") as conn:
+        await conn.send(json.dumps({"action": "subscribe", "pv": f"{P}m3:sp", "id": "a"}))
+        summary = await recv_json(conn, lambda m: m.get("id") == "a")
+        assert summary["subscribed"] == [f"{P}m3:sp"]
+        await recv_json(conn, lambda m: m.get("pv") == f"{P}m3:sp" and "value" in m)
+        await conn.send(json.dumps({"action": "set", "pv": f"{P}m3:sp", "value": 0.25, "id": "b"}))
+        assert (await recv_json(conn, lambda m: m.get("id") == "b"))["status"] == "done"
+        await recv_json(conn, lambda m: m.get("pv") == f"{P}m3:sp" and m.get("value") == 0.25)
+
+
+async def test_start_page_and_health(server):
+    import urllib.request
+
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(server.http + "/").read().decode())
+    assert "pv-socket" in body
+    health = await asyncio.to_thread(
+        lambda: json.loads(urllib.request.urlopen(server.http + "/api/v1/health").read()))
+    assert health["status"] == "ok" and health["bridge"] == "embedded"
+
+
+async def test_foreign_origin_is_refused_and_allowed_ones_pass(server):
+    with pytest.raises(InvalidStatus) as info:
+        async with websockets.connect(f"{server.ws}/api/v1/pv-socket", origin="http://evil.example"):
+            pass
+    assert info.value.response.status_code == 403
+    async with websockets.connect(f"{server.ws}/api/v1/pv-socket", origin="http://localhost:3000") as conn:
+        await conn.send(json.dumps({"action": "refresh", "id": 1}))
+        assert (await recv_json(conn, lambda m: m.get("id") == 1))["action"] == "refresh"
+    assert "refused WebSocket" in server.output()
+
+
+async def test_stuck_client_is_closed_with_1013_without_hurting_others(server):
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    proc = psutil.Process(server.proc.pid)
+    async with websockets.connect(f"{server.ws}/api/v1/pv-socket") as good:
+        await good.send(json.dumps({"action": "subscribe", "pv": f"{P}sine"}))
+        await recv_json(good, lambda m: m.get("pv") == f"{P}sine" and "value" in m)
+        stuck = await websockets.connect(f"{server.ws}/api/v1/pv-socket", sock=sock, max_queue=1,
+                                         max_size=None)
+        await stuck.send(json.dumps({"action": "subscribe", "pvs": [f"{P}bigwave", f"{P}sine"]}))
+        rss_start = proc.memory_info().rss
+        received = 0
+        loop = asyncio.get_running_loop()
+        end = loop.time() + STALL_S + 4
+        while loop.time() < end:  # the good client keeps its 10 Hz stream meanwhile
+            msg = json.loads(await asyncio.wait_for(good.recv(), 1.0))
+            received += msg.get("pv") == f"{P}sine"
+        assert received >= 40
+        rss_growth = proc.memory_info().rss - rss_start
+        assert rss_growth < 40 * 1024 * 1024, f"server grew {rss_growth / 1e6:.1f} MB for one stuck client"
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(stuck.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        assert "closing stuck client" in server.output()

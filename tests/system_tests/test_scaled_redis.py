@@ -1,0 +1,87 @@
+"""Scaled mode: a bridge process and two server processes sharing a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import uuid
+
+import pytest
+import websockets
+
+from tests.support.server import ServerProcess
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
+
+P = "TST:"
+
+
+def redis_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def scaled(ioc, tmp_path_factory):
+    if not redis_available():
+        if os.environ.get("CI"):
+            pytest.fail("Redis on 127.0.0.1:6379 is required when CI is set")
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    db = tmp_path_factory.mktemp("db") / "scaled.sqlite3"
+    env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "OAS_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+           "OAS_BRIDGE": "external", "DATABASE_URL": f"sqlite:///{db}", "OAS_RELEASE_GRACE_S": "1"}
+    bridge = ServerProcess(env, command="runbridge").start()
+    servers = [ServerProcess(env).start(), ServerProcess(env).start()]
+    yield bridge, servers
+    for proc in [*servers, bridge]:
+        proc.stop()
+
+
+async def collect(url: str, pv: str, seconds: float) -> list[dict]:
+    async with websockets.connect(url) as conn:
+        await conn.send(json.dumps({"action": "subscribe", "pv": pv}))
+        got = []
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while loop.time() < end:
+            try:
+                msg = json.loads(await asyncio.wait_for(conn.recv(), max(end - loop.time(), 0.01)))
+            except TimeoutError:
+                break
+            if msg.get("pv") == pv and msg.get("sub_type") != "meta" and "value" in msg:
+                got.append(msg)
+        return got
+
+
+async def test_clients_on_two_processes_share_one_channel(scaled, ioc):
+    bridge, servers = scaled
+    pv = f"{P}counter"
+    urls = [f"{s.ws}/api/v1/pv-socket" for s in servers]
+    baseline = (await asyncio.to_thread(ioc.channel_counts)).get(pv, 0)  # other test clients
+    task_a = asyncio.create_task(collect(urls[0], pv, 6))
+    task_b = asyncio.create_task(collect(urls[1], pv, 6))
+    await asyncio.sleep(4)
+    counts = await asyncio.to_thread(ioc.channel_counts)
+    a, b = await task_a, await task_b
+    assert a and b, (bridge.output(), servers[0].output())
+    common = {m["timestamp"] for m in a} & {m["timestamp"] for m in b}
+    assert len(common) >= 2  # the same updates reached both processes
+    assert counts.get(pv, 0) - baseline == 1, counts  # one channel for both processes
+
+
+async def test_set_through_either_process(scaled):
+    _, servers = scaled
+    for i, server in enumerate(servers):
+        async with websockets.connect(f"{server.ws}/api/v1/pv-socket") as conn:
+            await conn.send(json.dumps({"action": "set", "pv": f"{P}m2:sp", "value": i + 0.5, "id": i}))
+            while True:
+                msg = json.loads(await asyncio.wait_for(conn.recv(), 10))
+                if msg.get("id") == i:
+                    break
+            assert msg["status"] == "done", msg
