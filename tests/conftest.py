@@ -1,0 +1,53 @@
+"""Shared pytest fixtures. Importable without Django settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from subprocess import Popen
+
+import pytest
+
+from tests.support.ioc import IocProcess, configure_ca_client_env, free_port, start_repeater
+
+# ---------------------------------------------------------------------------
+# Demo IOCs (Channel Access)
+#
+# The CA client environment is set at import time, before anything can make a
+# pyepics call: libca reads it once per process. Subprocesses (IOCs, servers)
+# inherit it.
+# ---------------------------------------------------------------------------
+
+IOC_PORT = free_port()
+RESTARTABLE_IOC_PORT = free_port()
+while RESTARTABLE_IOC_PORT == IOC_PORT:
+    RESTARTABLE_IOC_PORT = free_port()
+configure_ca_client_env([IOC_PORT, RESTARTABLE_IOC_PORT])
+
+
+@pytest.fixture(scope="session")
+def ca_repeater() -> Iterator[Popen[bytes]]:
+    """caproto's CA repeater on the private EPICS_CA_REPEATER_PORT, for the whole session."""
+    proc = start_repeater()
+    yield proc
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def ioc(ca_repeater: Popen[bytes]) -> Iterator[IocProcess]:
+    """The demo IOC with prefix ``TST:``, shared by the whole session."""
+    proc = IocProcess("TST:", IOC_PORT)
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def restartable_ioc(ca_repeater: Popen[bytes]) -> Iterator[IocProcess]:
+    """A fresh demo IOC with prefix ``RST:`` per test, for tests that kill or restart it."""
+    proc = IocProcess("RST:", RESTARTABLE_IOC_PORT)
+    proc.start()
+    yield proc
+    proc.stop()
+
+# --- end of the demo IOC section ---------------------------------------------

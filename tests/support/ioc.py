@@ -1,0 +1,201 @@
+"""Run the demo IOC (devices.demo_ioc) as a subprocess, and point CA clients at it.
+
+Clients find IOCs only through the addresses set by ``configure_ca_client_env``.
+Reconnects after an IOC restart or a server-side disconnect take 0-10 s: libca
+re-searches a lost channel only on its fixed 10 s "disconnect governor" tick.
+Beacons, forwarded by the repeater, matter after long outages: without them a
+channel searched for minutes may wait ~2 min for its next search.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import caproto
+import epics
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+START_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    """A port that is free for both TCP and UDP on 127.0.0.1 (CA uses both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((HOST, 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((HOST, port))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no port free for both TCP and UDP")
+
+
+def configure_ca_client_env(ports: list[int], *, repeater_port: int | None = None) -> None:
+    """Point CA clients of this process (and its children) at IOCs on local ``ports``.
+
+    Must run before pyepics makes its first CA call: libca reads these once.
+    The repeater port is private so tests never meet a repeater or IOC of
+    someone else; start the repeater itself with ``start_repeater``.
+    """
+    os.environ["EPICS_CA_ADDR_LIST"] = " ".join(f"{HOST}:{port}" for port in ports)
+    os.environ["EPICS_CA_AUTO_ADDR_LIST"] = "NO"
+    os.environ["EPICS_CA_MAX_ARRAY_BYTES"] = "10000000"
+    os.environ["EPICS_CA_REPEATER_PORT"] = str(repeater_port or free_port())
+    # Read by the demo IOC (caproto server): beacons to the repeater, on loopback only.
+    os.environ["EPICS_CAS_BEACON_PORT"] = os.environ["EPICS_CA_REPEATER_PORT"]
+    os.environ["EPICS_CAS_BEACON_ADDR_LIST"] = HOST
+    os.environ["EPICS_CAS_AUTO_BEACON_ADDR_LIST"] = "NO"
+
+
+# caproto's repeater, plus a watch that ends it with the test run even without teardown.
+_REPEATER_CODE = """
+import os, threading, time
+from caproto.sync.repeater import run
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+run(host=%r)
+"""
+
+
+def start_repeater() -> subprocess.Popen[bytes]:
+    """Start caproto's CA repeater on EPICS_CA_REPEATER_PORT (loopback); the caller kills it.
+
+    pyepics ships no caRepeater for Linux. With this one running, libca gets the
+    IOC's beacons as in a real installation (and does not try to spawn caRepeater
+    and print that it failed). caproto's repeater never confirms libca's
+    zero-length registration; libca just keeps re-registering once a second.
+    """
+    port = int(os.environ["EPICS_CA_REPEATER_PORT"])
+    proc = subprocess.Popen([sys.executable, "-c", _REPEATER_CODE % HOST], cwd=PROJECT_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"CA repeater exited with {proc.returncode} (port {port} taken?)")
+        if _repeater_answers(port):
+            return proc
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"CA repeater did not answer on port {port}")
+
+
+def _repeater_answers(port: int) -> bool:
+    """Register with the repeater and wait briefly for its confirmation."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        sock.settimeout(0.2)
+        sock.sendto(bytes(caproto.RepeaterRegisterRequest(HOST)), (HOST, port))
+        try:
+            sock.recvfrom(1024)
+        except OSError:  # timeout, or refused while the repeater is not bound yet
+            return False
+        return True
+
+
+class IocProcess:
+    """One demo IOC subprocess on 127.0.0.1:``port``; ``stop`` kills it like a crash would."""
+
+    def __init__(self, prefix: str, port: int, extra_args: list[str] | None = None) -> None:
+        self.prefix = prefix
+        self.port = port
+        self.extra_args = list(extra_args or [])
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+
+    def pvname(self, suffix: str) -> str:
+        return f"{self.prefix}{suffix}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Spawn the IOC and return once it printed READY; raise with its stderr otherwise."""
+        if self.running:
+            raise RuntimeError(f"IOC {self.prefix} is already running")
+        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the IOC
+        cmd = [sys.executable, "-m", "devices.demo_ioc", "--prefix", self.prefix, "--host", HOST,
+               "--port", str(self.port), "--exit-with-parent", *self.extra_args]
+        self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                                     stderr=self._stderr)
+        line = self._read_line(timeout)
+        if line != f"READY {self.prefix} {self.port}":
+            self.stop()
+            raise RuntimeError(f"IOC {self.prefix} on port {self.port} did not come up "
+                               f"(stdout {line!r}):\n{self.stderr_text()}")
+
+    def _read_line(self, timeout: float) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        data = b""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            while b"\n" not in data and (left := deadline - time.monotonic()) > 0:
+                if sel.select(left):
+                    chunk = os.read(fd, 4096)
+                    if not chunk:
+                        break  # the IOC exited
+                    data += chunk
+        return data.decode(errors="replace").strip()
+
+    def stop(self) -> None:
+        """SIGKILL the IOC (no clean CA shutdown, as when an IOC dies) and reap it."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def stderr_text(self) -> str:
+        """What the IOC (the last one started) wrote to stderr."""
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def channel_counts(self, timeout: float = 3.0) -> dict[str, int]:
+        """``diag:channels``: open CA channels per PV name, over all clients.
+
+        Read with caproto's sync client on its own short-lived circuit, so the
+        count includes that one channel to ``diag:channels`` and nothing else
+        of this process's pyepics channels.
+        """
+        from caproto.sync.client import read
+
+        # repeater=False: otherwise caproto spawns a repeater that outlives the tests.
+        response = read(self.pvname("diag:channels"), timeout=timeout, repeater=False)
+        return json.loads(bytes(response.data).rstrip(b"\0").decode())
+
+    def caget(self, suffix: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", 5.0)
+        return epics.caget(self.pvname(suffix), **kwargs)
+
+    def caput(self, suffix: str, value: Any, wait: bool = True, **kwargs: Any) -> Any:
+        """pyepics caput; with ``wait`` it returns 1 once the IOC completed the put."""
+        kwargs.setdefault("timeout", 10.0)
+        return epics.caput(self.pvname(suffix), value, wait=wait, **kwargs)
