@@ -60,6 +60,22 @@ class Ws:
             if where is None or where(msg):
                 return msg
 
+    async def expect_all(self, *wanted: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The first message matching each predicate, in whatever order they arrive."""
+        found: list[dict[str, Any] | None] = [None] * len(wanted)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(f is None for f in found):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                missing = [i for i, f in enumerate(found) if f is None]
+                raise TimeoutError(f"predicates {missing} unmatched within {timeout} s")
+            msg = await self._receive(remaining)
+            for i, predicate in enumerate(wanted):
+                if found[i] is None and predicate(msg):
+                    found[i] = msg
+        return found  # type: ignore[return-value]
+
     async def drain(self, seconds: float = 0.3) -> list[dict[str, Any]]:
         out = []
         loop = asyncio.get_running_loop()

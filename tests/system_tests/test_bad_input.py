@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from django.conf import settings
 
 from tests.support.wsclient import TEST_OAS, value_of

@@ -116,10 +116,12 @@ async def test_set_moves_setpoint_and_readback_follows(ioc, ws):
     await client.send({"action": "subscribe", "pvs": [f"{P}m1:sp", f"{P}m1:rbv"]})
     await client.next(value_of(f"{P}m1:rbv"))
     await client.send({"action": "set", "pv": f"{P}m1:sp", "value": 1.5, "timeout": 3, "id": "mv"})
-    done = await client.next(reply("mv"))
+    done, _, _ = await client.expect_all(
+        reply("mv"),
+        lambda m: value_of(f"{P}m1:sp")(m) and m["value"] == 1.5,
+        lambda m: value_of(f"{P}m1:rbv")(m) and abs(m["value"] - 1.5) < 1e-6,
+        timeout=15)
     assert done["status"] == "done" and done["target"] == f"{P}m1:sp" and done["written"] == 1.5
-    await client.next(lambda m: value_of(f"{P}m1:sp")(m) and m["value"] == 1.5)
-    await client.next(lambda m: value_of(f"{P}m1:rbv")(m) and abs(m["value"] - 1.5) < 1e-6, timeout=10)
 
 
 async def test_set_outcomes_from_the_ioc(ioc, ws):
@@ -145,11 +147,11 @@ async def test_clamped_write_completes_and_later_sets_still_work(ioc, ws):
     client = await ws()
     await client.send({"action": "subscribe", "pv": f"{P}clamp"})
     await client.send({"action": "set", "pv": f"{P}clamp", "value": 8, "id": "c1"})
-    assert (await client.next(reply("c1")))["status"] == "done"
-    await client.next(lambda m: value_of(f"{P}clamp")(m) and m["value"] == 5)
+    done, _ = await client.expect_all(reply("c1"), lambda m: value_of(f"{P}clamp")(m) and m["value"] == 5)
+    assert done["status"] == "done"
     await client.send({"action": "set", "pv": f"{P}clamp", "value": 2, "id": "c2"})
-    assert (await client.next(reply("c2")))["status"] == "done"
-    await client.next(lambda m: value_of(f"{P}clamp")(m) and m["value"] == 2)
+    done, _ = await client.expect_all(reply("c2"), lambda m: value_of(f"{P}clamp")(m) and m["value"] == 2)
+    assert done["status"] == "done"
 
 
 async def test_slow_set_does_not_block_other_streams(ioc, ws):
@@ -183,8 +185,10 @@ async def test_alarm_change_arrives_as_metadata(ioc, ws):
     await client.send({"action": "subscribe", "pv": f"{P}temp"})
     await client.next(value_of(f"{P}temp"))
     await client.send({"action": "set", "pv": f"{P}temp", "value": 60, "id": "t1"})
-    meta = await client.next(lambda m: meta_of(f"{P}temp")(m) and m["severity"] == 2)
-    assert meta["connected"] is True
+    meta, value = await client.expect_all(
+        lambda m: meta_of(f"{P}temp")(m) and m["severity"] == 2,
+        lambda m: value_of(f"{P}temp")(m) and m["value"] == 60)
+    assert meta["connected"] is True and value["severity"] == 2
     await client.send({"action": "set", "pv": f"{P}temp", "value": 20, "id": "t2"})
     await client.next(lambda m: meta_of(f"{P}temp")(m) and m["severity"] == 0)
 
