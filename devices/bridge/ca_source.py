@@ -106,6 +106,23 @@ class CaSource:
             raise ConnectionError(f"{self.name} is not connected")
         put_with_status(pv.chid, value, done)
 
+    def reopen(self) -> bool:
+        """Replace a disconnected channel with a new one, which libca searches for at once.
+
+        Skipped (False) when another PV object shares the channel: clearing it is unsafe.
+        """
+        pv = self._pv
+        if pv is None or pv.connected:
+            return False
+        chid = pv.chid
+        pv.disconnect()  # our callbacks leave the channel, so `_unused` sees only others
+        cleared = chid is not None and _unused(self.name)
+        if cleared:
+            ca.clear_channel(chid)
+            ca.flush_io()
+        self._create()  # on a shared channel this simply re-attaches
+        return cleared
+
     def close(self) -> None:
         """Drop the monitor and, when nobody else in the process uses it, the channel."""
         pv, self._pv = self._pv, None

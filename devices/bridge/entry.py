@@ -20,6 +20,9 @@ from .source import ChannelInfo, Source, SourceSink, ValueEvent
 
 log = logging.getLogger(__name__)
 
+REOPEN_FIRST_S = 0.5
+REOPEN_MAX_S = 8.0
+
 SourceFactory = Callable[[str, asyncio.AbstractEventLoop, SourceSink], Source]
 
 
@@ -52,6 +55,8 @@ class PvEntry:
         self._closed = False
         self.source = source_factory(name, loop, self)
         self._announce_timer = loop.call_later(connect_timeout_s, self._announce_unconnected)
+        self._reopen_timer: asyncio.TimerHandle | None = None
+        self._reopen_delay = REOPEN_FIRST_S
 
     # --- SourceSink: called on the loop via call_soon_threadsafe -------------------------
 
@@ -60,12 +65,38 @@ class PvEntry:
             return
         self.connected = connected
         if connected:
+            self._cancel_reopen()
+            self._reopen_delay = REOPEN_FIRST_S
             self._info_task = self._loop.create_task(self._fetch_info())
         else:
             self.ready.clear()
             self.fresh = False
             self._cancel_timer()
             self._publish_state()
+            self._schedule_reopen()
+
+    # --- reconnecting faster than libca -------------------------------------------------------
+
+    def _schedule_reopen(self) -> None:
+        """libca re-searches a lost channel only every 10 s; a fresh channel searches at once."""
+        if self._reopen_timer is None and not self._closed:
+            self._reopen_timer = self._loop.call_later(self._reopen_delay, self._reopen)
+            self._reopen_delay = min(self._reopen_delay * 2, REOPEN_MAX_S)
+
+    def _cancel_reopen(self) -> None:
+        if self._reopen_timer is not None:
+            self._reopen_timer.cancel()
+            self._reopen_timer = None
+
+    def _reopen(self) -> None:
+        self._reopen_timer = None
+        if self._closed or self.connected:
+            return
+        reopen = getattr(self.source, "reopen", None)
+        if reopen is None:
+            return
+        future = self._loop.run_in_executor(None, reopen)
+        future.add_done_callback(lambda _: None if self.connected else self._schedule_reopen())
 
     def source_access(self, access: tuple[bool, bool]) -> None:
         if self._closed or access == self.access:
@@ -207,6 +238,7 @@ class PvEntry:
         """Stop handling events; the caller releases the source off the loop."""
         self._closed = True
         self._cancel_timer()
+        self._cancel_reopen()
         self._announce_timer.cancel()
         if self._info_task is not None:
             self._info_task.cancel()

@@ -14,7 +14,7 @@ from typing import Any
 import epics
 import numpy as np
 import pytest
-from caproto import CaprotoTimeoutError, ErrorResponseReceived
+from caproto import CaprotoError, CaprotoTimeoutError, ErrorResponseReceived
 from caproto.sync.client import read as caproto_read
 from caproto.sync.client import write as caproto_write
 
@@ -96,12 +96,23 @@ def severity_of(name: str) -> int:
 
 
 def put_status(name: str, value: Any) -> str:
-    """Put with completion through caproto's client; return the CA status name."""
-    try:
-        response = caproto_write(name, [value], notify=True, timeout=5, repeater=False)
-    except ErrorResponseReceived as err:
-        return err.args[0].status.name
-    return response.status.name
+    """Put with completion through caproto's client; return the CA status name.
+
+    caproto's sync client occasionally loses its own fresh circuit during the handshake
+    ("Disconnected during initialization"); that is the client, not the IOC, so retry.
+    """
+    for attempt in range(3):
+        try:
+            response = caproto_write(name, [value], notify=True, timeout=5, repeater=False)
+        except ErrorResponseReceived as err:
+            return err.args[0].status.name
+        except CaprotoError:
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
+            continue
+        return response.status.name
+    raise AssertionError("unreachable")
 
 
 def test_motor_setpoint_metadata(ioc: IocProcess) -> None:
