@@ -19,6 +19,7 @@ from channels.exceptions import ChannelFull
 
 from . import messages as m
 from .groups import pv_group
+from .layer_io import serve_channel
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Hub:
     async def start(self) -> None:
         self.channel = await self._layer.new_channel()
         self._tasks = [
-            asyncio.create_task(self._receive_loop(), name="hub-receive"),
+            asyncio.create_task(serve_channel(self._layer, self.channel, self.dispatch, "hub"), name="hub-receive"),
             asyncio.create_task(self._renew_loop(), name="hub-renew"),
         ]
 
@@ -164,21 +165,6 @@ class Hub:
             self._requests.pop(request, None)
 
     # --- incoming ---------------------------------------------------------------------------
-
-    async def _receive_loop(self) -> None:
-        while True:
-            try:
-                message = await self._layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - e.g. Redis restarting: keep serving
-                log.exception("hub receive failed; retrying in 1 s")
-                await asyncio.sleep(1.0)
-                continue
-            try:
-                self.dispatch(message)
-            except Exception:  # noqa: BLE001 - one bad message must not stop the hub
-                log.exception("hub failed on %r", message.get("type"))
 
     def dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from devices import messages as m
+from devices.layer_io import serve_channel
 from ophydsite.settings.oas import OasSettings
 
 from .ca_source import CaSource
@@ -43,19 +44,7 @@ class Bridge:
         ]
         self.started.set()
         try:
-            while True:
-                try:
-                    message = await self._commands.receive(m.BRIDGE_CHANNEL)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 - e.g. Redis restarting: keep serving
-                    log.exception("reading bridge commands failed; retrying in 1 s")
-                    await asyncio.sleep(1.0)
-                    continue
-                try:
-                    self.handle(message)
-                except Exception:  # noqa: BLE001 - a malformed command must not stop the bridge
-                    log.exception("bridge command %r failed", message.get("type"))
+            await serve_channel(self._commands, m.BRIDGE_CHANNEL, self.handle, "bridge")
         finally:
             await self._shutdown()
 
