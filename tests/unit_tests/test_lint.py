@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_ruff_finds_nothing():
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    result = subprocess.run([ruff, "check", "devices", "ophydsite", "tests", "bench"], cwd=ROOT,
+    folders = [name for name in ("devices", "ophydsite", "tests", "bench") if (ROOT / name).is_dir()]
+    result = subprocess.run([ruff, "check", *folders], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
