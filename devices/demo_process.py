@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from .ca_repeater import ensure_repeater
+
 PROJECT = Path(__file__).resolve().parent.parent
 
 
@@ -18,17 +20,28 @@ def _free_port() -> int:
         return int(udp.getsockname()[1])
 
 
-def start_demo_ioc(prefix: str = "DEMO:", timeout: float = 20.0) -> subprocess.Popen[bytes]:
+def start_demo_ioc(prefix: str = "DEMO:", timeout: float = 20.0) -> list[subprocess.Popen[bytes]]:
     """Spawn the demo IOC on a free loopback port and point this process's CA client at it.
 
+    Also starts a CA repeater if the machine has none, so restarts are seen through beacons.
     Must run before the first Channel Access call, since libca reads its environment once.
+    Returns the processes started, for the caller to stop.
     """
+    repeater_port = int(os.environ.get("EPICS_CA_REPEATER_PORT", "5065"))
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        repeater = ensure_repeater(repeater_port)
+    except RuntimeError:
+        repeater = None  # the port is taken by something else; reconnects are still bounded
+    if repeater is not None:
+        started.append(repeater)
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "devices.demo_ioc", "--prefix", prefix, "--host", "127.0.0.1",
          "--port", str(port)],
         cwd=PROJECT, stdout=subprocess.PIPE,
     )
+    started.append(proc)
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     while time.monotonic() < deadline:
@@ -40,10 +53,11 @@ def start_demo_ioc(prefix: str = "DEMO:", timeout: float = 20.0) -> subprocess.P
     else:
         proc.kill()
         raise RuntimeError("the demo IOC did not start in time")
+    proc.stdout.close()  # nothing more is read; a full pipe must never block the IOC
     existing = os.environ.get("EPICS_CA_ADDR_LIST", "").strip()
     os.environ["EPICS_CA_ADDR_LIST"] = f"{existing} 127.0.0.1:{port}".strip()
     if not existing:
         os.environ.setdefault("EPICS_CA_AUTO_ADDR_LIST", "NO")
     os.environ.setdefault("EPICS_CA_MAX_ARRAY_BYTES", "20000000")
     os.environ["OAS_DEMO_PREFIX"] = prefix
-    return proc
+    return started

@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-import caproto
 import epics
+
+from devices.ca_repeater import start_repeater as _start_repeater
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -60,53 +61,13 @@ def configure_ca_client_env(ports: list[int], *, repeater_port: int | None = Non
     os.environ["EPICS_CAS_AUTO_BEACON_ADDR_LIST"] = "NO"
 
 
-# caproto's repeater, plus a watch that ends it with the test run even without teardown.
-_REPEATER_CODE = """
-import os, threading, time
-from caproto.sync.repeater import run
-parent = os.getppid()
-def watch():
-    while os.getppid() == parent:
-        time.sleep(1.0)
-    os._exit(0)
-threading.Thread(target=watch, daemon=True).start()
-run(host=%r)
-"""
-
-
 def start_repeater() -> subprocess.Popen[bytes]:
-    """Start caproto's CA repeater on EPICS_CA_REPEATER_PORT (loopback); the caller kills it.
+    """caproto's CA repeater on EPICS_CA_REPEATER_PORT (loopback); the caller kills it.
 
-    pyepics ships no caRepeater for Linux. With this one running, libca gets the
-    IOC's beacons as in a real installation (and does not try to spawn caRepeater
-    and print that it failed). caproto's repeater never confirms libca's
-    zero-length registration; libca just keeps re-registering once a second.
+    With it, libca gets the IOC's beacons as in a real installation and does not try to
+    spawn the caRepeater that pyepics does not ship for Linux.
     """
-    port = int(os.environ["EPICS_CA_REPEATER_PORT"])
-    proc = subprocess.Popen([sys.executable, "-c", _REPEATER_CODE % HOST], cwd=PROJECT_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"CA repeater exited with {proc.returncode} (port {port} taken?)")
-        if _repeater_answers(port):
-            return proc
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"CA repeater did not answer on port {port}")
-
-
-def _repeater_answers(port: int) -> bool:
-    """Register with the repeater and wait briefly for its confirmation."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        sock.settimeout(0.2)
-        sock.sendto(bytes(caproto.RepeaterRegisterRequest(HOST)), (HOST, port))
-        try:
-            sock.recvfrom(1024)
-        except OSError:  # timeout, or refused while the repeater is not bound yet
-            return False
-        return True
+    return _start_repeater(int(os.environ["EPICS_CA_REPEATER_PORT"]), HOST, START_TIMEOUT)
 
 
 class IocProcess:

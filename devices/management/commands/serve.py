@@ -45,9 +45,9 @@ class Command(BaseCommand):
             os.environ["OAS_STARTUP_DIR"] = str(Path(startup).resolve())
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
-        ioc: subprocess.Popen[bytes] | None = None
+        helpers: list[subprocess.Popen[bytes]] = []
         if options["demo"]:
-            ioc = start_demo_ioc(prefix="DEMO:")
+            helpers = start_demo_ioc(prefix="DEMO:")
             self.stdout.write(f"demo IOC serving DEMO:* on {os.environ['EPICS_CA_ADDR_LIST']}")
         self.stdout.write(f"ophydsite on http://{host}:{port}/  (pv-socket ws://{host}:{port}/api/v1/pv-socket)")
         try:
@@ -64,10 +64,10 @@ class Command(BaseCommand):
                 timeout_graceful_shutdown=3,
             )
         finally:
-            if ioc is not None:
-                ioc.terminate()
+            for proc in helpers:
+                proc.terminate()
                 try:
-                    ioc.wait(timeout=5)
+                    proc.wait(timeout=5)
                 except subprocess.TimeoutExpired:
-                    ioc.kill()
+                    proc.kill()
         sys.exit(0)
