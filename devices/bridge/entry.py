@@ -20,6 +20,8 @@ from .source import ChannelInfo, Source, SourceSink, ValueEvent
 
 log = logging.getLogger(__name__)
 
+# Arrays longer than this are JSON-encoded on a worker thread (~2 ms per 10k doubles).
+ENCODE_OFF_LOOP = 20000
 REOPEN_FIRST_S = 0.5
 REOPEN_MAX_S = 8.0
 
@@ -56,6 +58,10 @@ class PvEntry:
         self.source = source_factory(name, loop, self)
         self._announce_timer = loop.call_later(connect_timeout_s, self._announce_unconnected)
         self._reopen_timer: asyncio.TimerHandle | None = None
+        # The JSON text of the newest value, encoded once and reused for every send.
+        self._encoded_for: ValueEvent | None = None
+        self._encoded_text = "null"
+        self._encoding = False
         self._reopen_delay = REOPEN_FIRST_S
 
     # --- SourceSink: called on the loop via call_soon_threadsafe -------------------------
@@ -175,17 +181,46 @@ class PvEntry:
 
     def _send_value(self) -> None:
         self._last_publish = self._loop.time()
+        event = self.last
+        if event is not None and self._encoded_for is not event and _size(event.value) > ENCODE_OFF_LOOP:
+            self._encode_off_loop(event)
+            return
         self._publisher.to_group((self.name, "value"), self.group, self.value_message())
+
+    def _encode_off_loop(self, event: ValueEvent) -> None:
+        """Big arrays are turned into JSON on a worker thread so the loop keeps serving."""
+        if self._encoding:
+            return  # the running encode publishes, then picks up the newest value
+        self._encoding = True
+        is_char = self.info is not None and self.info.kind == "char"
+        future = self._loop.run_in_executor(None, lambda: value_json(event.value, char_array=is_char))
+
+        def done(f: asyncio.Future[str]) -> None:
+            self._encoding = False
+            if self._closed or f.cancelled() or f.exception() is not None:
+                return
+            self._encoded_for, self._encoded_text = event, f.result()
+            self._publisher.to_group((self.name, "value"), self.group, self.value_message())
+            if self.last is not event and self.ready.is_set():
+                self._publish_value_capped()
+
+        future.add_done_callback(done)
+
+    def _value_text(self, event: ValueEvent | None) -> str:
+        if event is None:
+            return "null"
+        if self._encoded_for is not event:
+            is_char = self.info is not None and self.info.kind == "char"
+            self._encoded_for, self._encoded_text = event, value_json(event.value, char_array=is_char)
+        return self._encoded_text
 
     def value_message(self) -> dict[str, Any]:
         event = self.last
-        is_char = self.info is not None and self.info.kind == "char"
-        raw = event.value if event is not None else None
-        count = len(raw) if hasattr(raw, "__len__") and not isinstance(raw, str) else 1
+        count = _size(event.value) if event is not None else 1
         return {
             "type": "pv.value",
             "pv": self.name,
-            "value": value_json(raw, char_array=is_char),
+            "value": self._value_text(event),
             "count": count,
             "timestamp": event.timestamp if event is not None else None,
             "severity": event.severity if event is not None else None,
@@ -243,3 +278,6 @@ class PvEntry:
         if self._info_task is not None:
             self._info_task.cancel()
 
+
+def _size(value: Any) -> int:
+    return len(value) if hasattr(value, "__len__") and not isinstance(value, str) else 1

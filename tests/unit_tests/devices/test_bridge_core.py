@@ -122,3 +122,26 @@ async def test_read_only_subscription_refuses_set_and_reports_no_write_access(st
     await client.send({"action": "set", "pv": "S:ro", "value": 2, "id": "w"})
     reply = await client.next(where=lambda m: m.get("id") == "w")
     assert reply["code"] == "read_only" and source.puts == []
+
+
+async def test_big_arrays_are_encoded_off_the_loop_and_latest_wins(stack):
+    import numpy as np
+
+    from devices.bridge.entry import ENCODE_OFF_LOOP
+    from devices.bridge.source import ChannelInfo
+
+    client = Client(PvSession, stack)
+    await client.send({"action": "subscribe", "pv": "S:big"})
+    source = await wait_for_source("S:big")
+    size = ENCODE_OFF_LOOP + 5000
+    source.info_value = ChannelInfo(kind="float", count=size)
+    source.connect()
+    for i in range(5):
+        source.emit(np.full(size, float(i)), timestamp=10.0 + i)
+    values = []
+    while not values or values[-1][0] != 4.0:
+        msg = await client.next(where=is_value("S:big"), timeout=3)
+        assert len(msg["value"]) == size
+        values.append(msg["value"])
+    assert all(len(set(v)) == 1 for v in values)  # never a torn or mixed array
+    assert len(values) <= 3  # intermediate arrays were skipped, not queued
