@@ -35,10 +35,11 @@ def scaled(ioc, tmp_path_factory):
         pytest.skip("no Redis on 127.0.0.1:6379")
     db = tmp_path_factory.mktemp("db") / "scaled.sqlite3"
     env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "OAS_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}",
-           "OAS_BRIDGE": "external", "DATABASE_URL": f"sqlite:///{db}", "OAS_RELEASE_GRACE_S": "1"}
+           "OAS_BRIDGE": "external", "DATABASE_URL": f"sqlite:///{db}", "OAS_RELEASE_GRACE_S": "1",
+           "OAS_LEASE_S": "3"}
     bridge = ServerProcess(env, command="runbridge").start()
     servers = [ServerProcess(env).start(), ServerProcess(env).start()]
-    yield bridge, servers
+    yield bridge, servers, env
     for proc in [*servers, bridge]:
         proc.stop()
 
@@ -60,7 +61,7 @@ async def collect(url: str, pv: str, seconds: float) -> list[dict]:
 
 
 async def test_clients_on_two_processes_share_one_channel(scaled, ioc):
-    bridge, servers = scaled
+    bridge, servers, _ = scaled
     pv = f"{P}counter"
     urls = [f"{s.ws}/api/v1/pv-socket" for s in servers]
     baseline = (await asyncio.to_thread(ioc.channel_counts)).get(pv, 0)  # other test clients
@@ -76,7 +77,7 @@ async def test_clients_on_two_processes_share_one_channel(scaled, ioc):
 
 
 async def test_set_through_either_process(scaled):
-    _, servers = scaled
+    _, servers, _ = scaled
     for i, server in enumerate(servers):
         async with websockets.connect(f"{server.ws}/api/v1/pv-socket") as conn:
             await conn.send(json.dumps({"action": "set", "pv": f"{P}m2:sp", "value": i + 0.5, "id": i}))
@@ -85,3 +86,26 @@ async def test_set_through_either_process(scaled):
                 if msg.get("id") == i:
                     break
             assert msg["status"] == "done", msg
+
+
+async def test_a_crashed_worker_releases_its_pvs(scaled, ioc):
+    _, _, env = scaled
+    pv = f"{P}m1:moving"  # a PV no other test of this module holds
+    worker = ServerProcess(env).start()
+    try:
+        conn = await websockets.connect(f"{worker.ws}/api/v1/pv-socket")
+        await conn.send(json.dumps({"action": "subscribe", "pv": pv}))
+        while True:
+            msg = json.loads(await asyncio.wait_for(conn.recv(), 10))
+            if msg.get("pv") == pv and "value" in msg:
+                break
+        held = (await asyncio.to_thread(ioc.channel_counts)).get(pv, 0)
+        assert held >= 1
+        worker.proc.kill()  # no goodbye: only the lease can tell the bridge
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while (await asyncio.to_thread(ioc.channel_counts)).get(pv, 0) >= held:
+            assert loop.time() < deadline, "the bridge kept the crashed worker's PV"
+            await asyncio.sleep(0.5)
+    finally:
+        worker.stop()
