@@ -97,7 +97,7 @@ class PvSession(Session):
                 failed.append({"pv": name, "error": f"{name} did not connect within {timeout:g} s"})
         if refused:
             await self.hub.unsubscribe(self, refused)  # type: ignore[arg-type]
-        self._summary(subscribed, already, failed, request_id, first=True)
+        self._summary(subscribed, already, failed, request_id)
 
     async def _do_unsubscribe(self, request: PvRequest) -> None:
         unsubscribed = [n for n in request.names if n in self.subscribed]
@@ -114,11 +114,11 @@ class PvSession(Session):
     async def _do_set(self, request: PvRequest) -> None:
         name = request.names[0]
         if self.subscribed.get(name) == READ_ONLY:
-            raise_reply = ProtocolError(
+            refusal = ProtocolError(
                 "read_only",
                 f"{name} is subscribed read-only (subscribeReadOnly); subscribe with 'subscribe' to write",
                 request.request_id, "set")
-            self._set_error(raise_reply, name)
+            self._set_error(refusal, name)
             return
         timeout = request.timeout or self.settings.set_timeout_s
         self.background(self._set(name, request.value, timeout, request.request_id), request.request_id)
@@ -169,7 +169,7 @@ class PvSession(Session):
         return fresh, already, failed
 
     def _summary(self, subscribed: list[str], already: list[str], failed: list[dict[str, str]],
-                 request_id: Any, first: bool = False) -> None:
+                 request_id: Any) -> None:
         payload = {"action": "subscribe", "subscribed": subscribed, "already_subscribed": already,
                    "failed": failed}
         self.reply(payload, request_id)
