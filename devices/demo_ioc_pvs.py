@@ -45,6 +45,13 @@ def motor_group(units: str, low: float, high: float, velocity: float) -> type[PV
                          lower_disp_limit=low, upper_disp_limit=high, read_only=True,
                          doc=f"Readback; moves toward sp at {velocity} {units}/s.")
         moving = pvproperty(name="moving", value=0, dtype=int, read_only=True)
+        hlm = pvproperty(name="hlm", value=high, dtype=float, units=units, precision=3,
+                         doc="High limit: writing it changes sp's upper control limit (a metadata change).")
+
+        @hlm.putter
+        async def hlm(self, instance: Any, value: float) -> float:
+            await self.sp.write_metadata(upper_ctrl_limit=value)
+            return value
 
         @sp.putter
         async def sp(self, instance: Any, value: float) -> float:

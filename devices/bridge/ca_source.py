@@ -38,6 +38,7 @@ class CaSource:
         # pyepics runs the connection callback inside PV() when the channel already exists
         # (another PV object opened it), so `info` may be asked before `_pv` is assigned.
         self._opened = threading.Event()
+        self._property_sub: tuple[Any, ...] | None = None  # keep: pyepics needs the refs alive
 
     def open(self) -> None:
         """Create the channel and its monitor (value and alarm events, DBR_TIME form)."""
@@ -71,6 +72,10 @@ class CaSource:
         """Runs on the CA callback thread. Must not block."""
         self._hand_off(self._sink.source_connection, bool(conn))
 
+    def _on_property(self, **_: Any) -> None:
+        """Runs on the CA callback thread. Must not block."""
+        self._hand_off(self._sink.source_property, None)
+
     def _on_access(self, read_access: bool, write_access: bool, **_: Any) -> None:
         """Runs on the CA callback thread. Must not block."""
         self._hand_off(self._sink.source_access, (bool(read_access), bool(write_access)))
@@ -81,6 +86,9 @@ class CaSource:
         pv = self._pv
         if pv is None or not pv.wait_for_connection(timeout=timeout):
             return None
+        if self._property_sub is None:
+            self._property_sub = ca.create_subscription(
+                pv.chid, use_ctrl=True, mask=dbr.DBE_PROPERTY, callback=self._on_property)
         ctrl = pv.get_ctrlvars(timeout=timeout, warn=False) or {}
         native = ca.field_type(pv.chid)
         count = int(ca.element_count(pv.chid))
@@ -115,6 +123,7 @@ class CaSource:
         if pv is None or pv.connected:
             return False
         chid = pv.chid
+        self._drop_property_subscription()
         pv.disconnect()  # our callbacks leave the channel, so `_unused` sees only others
         cleared = chid is not None and _unused(self.name)
         if cleared:
@@ -123,6 +132,11 @@ class CaSource:
         self._create()  # on a shared channel this simply re-attaches
         return cleared
 
+    def _drop_property_subscription(self) -> None:
+        sub, self._property_sub = self._property_sub, None
+        if sub is not None:
+            ca.clear_subscription(sub[2])
+
     def close(self) -> None:
         """Drop the monitor and, when nobody else in the process uses it, the channel."""
         pv, self._pv = self._pv, None
@@ -130,6 +144,7 @@ class CaSource:
             return
         chid = pv.chid
         try:
+            self._drop_property_subscription()
             pv.clear_callbacks()
             pv.disconnect()
             if chid is not None and _unused(self.name):

@@ -111,6 +111,13 @@ class PvEntry:
         if self.ready.is_set():
             self._publish_state()
 
+    def source_property(self, _: object = None) -> None:
+        """Control metadata changed at the IOC: fetch it again and publish if it differs."""
+        if self._closed or not self.ready.is_set():
+            return  # a connection in progress fetches it anyway
+        if self._info_task is None or self._info_task.done():
+            self._info_task = self._loop.create_task(self._fetch_info())
+
     def source_value(self, event: ValueEvent) -> None:
         if self._closed:
             return
@@ -137,11 +144,16 @@ class PvEntry:
             info = None
         if info is None or not self.connected or self._closed:
             return
+        changed = info != self.info or info.access != self.access
+        was_ready = self.ready.is_set()
         self.info = info
         self.access = info.access
         self.ever_connected = True
         self.ready.set()
-        if self.fresh:
+        if was_ready:
+            if changed:  # a property change while connected
+                self._publisher.to_group((self.name, "meta"), self.group, self.meta_message())
+        elif self.fresh:
             self._publish_state()
         # otherwise the first value after (re)connecting publishes metadata and value together
 

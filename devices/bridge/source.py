@@ -44,6 +44,9 @@ class SourceSink(Protocol):
 
     def source_value(self, event: ValueEvent) -> None: ...
 
+    def source_property(self, _: object = None) -> None:
+        """Units, precision, limits or enum strings changed (DBE_PROPERTY)."""
+
 
 class PutCallback(Protocol):
     def __call__(self, ok: bool, message: str) -> None: ...

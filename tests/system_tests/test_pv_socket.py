@@ -237,3 +237,20 @@ async def test_flaky_pv_disconnects_and_returns(ioc, ws):
     await client.next(lambda m: value_of(f"{P}flaky")(m) and not m["connected"], timeout=5)
     await asyncio.to_thread(ioc.caput, "flaky:online", 1)
     await client.next(lambda m: value_of(f"{P}flaky")(m) and m["connected"], timeout=20)
+
+
+async def test_limit_change_at_the_ioc_sends_new_metadata_and_is_enforced(ioc, ws):
+    client = await ws()
+    name = f"{P}m3:sp"
+    await client.send({"action": "subscribe", "pv": name})
+    first = await client.next(meta_of(name))
+    assert first["upper_ctrl_limit"] == 1000
+    try:
+        await asyncio.to_thread(ioc.caput, "m3:hlm", 500)
+        changed = await client.next(lambda m: meta_of(name)(m) and m["upper_ctrl_limit"] == 500)
+        assert changed["units"] == first["units"] and changed["connected"] is True
+        await client.send({"action": "set", "pv": name, "value": 700, "id": "lim"})
+        assert (await client.next(reply("lim")))["code"] == "out_of_limits"
+    finally:
+        await asyncio.to_thread(ioc.caput, "m3:hlm", 1000)
+    await client.next(lambda m: meta_of(name)(m) and m["upper_ctrl_limit"] == 1000)
