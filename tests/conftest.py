@@ -7,6 +7,7 @@ from subprocess import Popen
 
 import pytest
 
+from devices.bridge.ca_context import attach as attach_ca
 from tests.support.ioc import IocProcess, configure_ca_client_env, free_port, start_repeater
 
 # ---------------------------------------------------------------------------
@@ -22,6 +23,7 @@ RESTARTABLE_IOC_PORT = free_port()
 while RESTARTABLE_IOC_PORT == IOC_PORT:
     RESTARTABLE_IOC_PORT = free_port()
 configure_ca_client_env([IOC_PORT, RESTARTABLE_IOC_PORT])
+attach_ca()  # one libca context for the test code and the bridge, created before either uses it
 
 
 @pytest.fixture(scope="session")

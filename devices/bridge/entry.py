@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from devices.groups import pv_group
@@ -33,8 +34,9 @@ class PvEntry:
 
     def __init__(self, name: str, *, loop: asyncio.AbstractEventLoop, publisher: Publisher,
                  source_factory: SourceFactory, scalar_rate_hz: float, array_rate_hz: float,
-                 connect_timeout_s: float) -> None:
+                 connect_timeout_s: float, executor: Executor | None = None) -> None:
         self.name = name
+        self.executor = executor  # where calls into the source run (None: the loop's default)
         self.group = pv_group(name)
         self._loop = loop
         self._publisher = publisher
@@ -101,7 +103,7 @@ class PvEntry:
         reopen = getattr(self.source, "reopen", None)
         if reopen is None:
             return
-        future = self._loop.run_in_executor(None, reopen)
+        future = self._loop.run_in_executor(self.executor, reopen)
         future.add_done_callback(lambda _: None if self.connected else self._schedule_reopen())
 
     def source_access(self, access: tuple[bool, bool]) -> None:
@@ -138,7 +140,7 @@ class PvEntry:
 
     async def _fetch_info(self) -> None:
         try:
-            info = await self._loop.run_in_executor(None, self.source.info, 5.0)
+            info = await self._loop.run_in_executor(self.executor, self.source.info, 5.0)
         except Exception:  # noqa: BLE001 - a bad channel must not break the bridge
             log.exception("reading metadata of %s", self.name)
             info = None

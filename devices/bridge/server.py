@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import Executor
 from typing import Any
 
 from devices import messages as m
 from devices.layer_io import serve_channel
 from ophydsite.settings.oas import OasSettings
 
+from .ca_context import ca_executor
 from .ca_source import CaSource
 from .entry import PvEntry, SourceFactory
 from .publisher import Publisher
@@ -25,11 +27,14 @@ class Bridge:
     """One per deployment: every CA channel of the site's PV clients lives here."""
 
     def __init__(self, *, layer: Any, command_layer: Any, settings: OasSettings,
-                 source_factory: SourceFactory = CaSource) -> None:
+                 source_factory: SourceFactory = CaSource, executor: Executor | None = None) -> None:
         self._layer = layer
         self._commands = command_layer
         self._settings = settings
         self._source_factory = source_factory
+        # Channel Access calls run on threads attached to the one CA context.
+        self._executor = executor if executor is not None else (
+            ca_executor() if source_factory is CaSource else None)
         self.entries: dict[str, PvEntry] = {}
         self._sets: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
@@ -77,9 +82,9 @@ class Bridge:
             entry = PvEntry(name, loop=loop, publisher=self.publisher,
                             source_factory=self._source_factory,
                             scalar_rate_hz=s.scalar_rate_hz, array_rate_hz=s.array_rate_hz,
-                            connect_timeout_s=s.connect_timeout_s)
+                            connect_timeout_s=s.connect_timeout_s, executor=self._executor)
             self.entries[name] = entry
-            loop.run_in_executor(None, entry.source.open)
+            loop.run_in_executor(self._executor, entry.source.open)
             log.info("opened channel for %s", name)
         return entry
 
@@ -126,7 +131,7 @@ class Bridge:
                 elif now - entry.idle_since >= grace:
                     del self.entries[name]
                     entry.close()
-                    await loop.run_in_executor(None, entry.source.close)
+                    await loop.run_in_executor(self._executor, entry.source.close)
                     log.info("released channel for %s", name)
 
     async def _shutdown(self) -> None:
@@ -135,7 +140,7 @@ class Bridge:
         loop = asyncio.get_running_loop()
         for entry in self.entries.values():
             entry.close()
-            await loop.run_in_executor(None, entry.source.close)
+            await loop.run_in_executor(self._executor, entry.source.close)
         self.entries.clear()
 
 

@@ -56,7 +56,7 @@ async def perform_set(entry: PvEntry, value: Any, timeout: float) -> SetOutcome:
         loop.call_soon_threadsafe(_settle, done, (ok, message))
 
     try:
-        await loop.run_in_executor(None, entry.source.put, coerced, on_done)
+        await loop.run_in_executor(entry.executor, entry.source.put, coerced, on_done)
     except (ConnectionError, ValueError) as exc:
         status = "not_connected" if isinstance(exc, ConnectionError) else "bad_value"
         return outcome(status, str(exc))

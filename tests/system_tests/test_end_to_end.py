@@ -99,3 +99,27 @@ async def test_stuck_client_is_closed_with_1013_without_hurting_others(server):
                 await asyncio.wait_for(stuck.recv(), 10)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
         assert "closing stuck client" in server.output()
+
+
+async def test_fresh_server_survives_a_first_subscribe_of_many_pvs(ioc, tmp_path):
+    """Regression: concurrent first channel opens created several libca contexts (SIGSEGV)."""
+    real = [f"{P}{s}" for s in ("sine", "counter", "mode", "label", "longtext", "wave", "iwave", "ro",
+                                "temp", "slow", "clamp", "flaky", "m1:sp", "m1:rbv", "m2:sp", "m2:rbv",
+                                "m3:sp", "m3:rbv", "m1:moving", "m2:moving", "m3:moving")]
+    names = real + [f"{P}absent{i}" for i in range(100 - len(real))]
+    for attempt in range(3):
+        proc = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/fresh{attempt}.sqlite3"}).start()
+        try:
+            async with websockets.connect(f"{proc.ws}/api/v1/pv-socket") as conn:
+                await conn.send(json.dumps({"action": "subscribe", "pvs": names}))
+                seen: set[str] = set()
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 15
+                while seen != set(real) and loop.time() < deadline:
+                    msg = json.loads(await asyncio.wait_for(conn.recv(), 15))
+                    if msg.get("connected") and "value" in msg and msg.get("sub_type") != "meta":
+                        seen.add(msg["pv"])
+                assert seen == set(real), proc.output()
+            assert proc.proc.poll() is None, proc.output()
+        finally:
+            proc.stop()
