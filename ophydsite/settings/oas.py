@@ -58,6 +58,8 @@ class OasSettings:
     max_pending_replies: int = 1000
     # A client whose socket accepts nothing for this long is closed with 1013.
     client_stall_timeout_s: float = 30.0
+    # How long the 1013 close frame may wait for such a client before the connection is cut.
+    client_close_wait_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OasSettings:

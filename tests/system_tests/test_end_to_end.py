@@ -22,7 +22,8 @@ STALL_S = 2.0
 @pytest.fixture(scope="module")
 def server(ioc, tmp_path_factory):
     db = tmp_path_factory.mktemp("db") / "e2e.sqlite3"
-    proc = ServerProcess({"DATABASE_URL": f"sqlite:///{db}", "OAS_CLIENT_STALL_TIMEOUT_S": str(STALL_S)})
+    proc = ServerProcess({"DATABASE_URL": f"sqlite:///{db}", "OAS_CLIENT_STALL_TIMEOUT_S": str(STALL_S),
+                          "OAS_CLIENT_CLOSE_WAIT_S": "10"})
     proc.start()
     yield proc
     proc.stop()
@@ -123,3 +124,32 @@ async def test_fresh_server_survives_a_first_subscribe_of_many_pvs(ioc, tmp_path
             assert proc.proc.poll() is None, proc.output()
         finally:
             proc.stop()
+
+
+async def test_client_that_never_reads_is_cut_off(ioc, tmp_path):
+    proc = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/cut.sqlite3",
+                          "OAS_CLIENT_STALL_TIMEOUT_S": "1", "OAS_CLIENT_CLOSE_WAIT_S": "1"}).start()
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", proc.port))
+        local_port = sock.getsockname()[1]
+        stuck = await websockets.connect(f"{proc.ws}/api/v1/pv-socket", sock=sock, max_queue=1,
+                                         max_size=None, ping_interval=None)
+        await stuck.send(json.dumps({"action": "subscribe", "pv": f"{P}bigwave"}))
+        server = psutil.Process(proc.proc.pid)
+
+        def held() -> bool:
+            return any(c.raddr and c.raddr.port == local_port for c in server.net_connections())
+
+        assert held()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while held():  # fill time + 1 s stall + 1 s close wait, then the server aborts
+            assert loop.time() < deadline, "the server still holds a client that never reads"
+            await asyncio.sleep(0.5)
+        assert "closing stuck client" in proc.output()
+        assert "Task exception was never retrieved" not in proc.output()
+        stuck.transport.abort()
+    finally:
+        proc.stop()

@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from devices.demo_process import start_demo_ioc
+from ophydsite.ws_protocol import BoundedCloseWebSocketProtocol
 
 
 class Command(BaseCommand):
@@ -49,13 +50,14 @@ class Command(BaseCommand):
         if options["demo"]:
             helpers = start_demo_ioc(prefix="DEMO:")
             self.stdout.write(f"demo IOC serving DEMO:* on {os.environ['EPICS_CA_ADDR_LIST']}")
+        BoundedCloseWebSocketProtocol.close_wait = settings.OAS.client_close_wait_s
         self.stdout.write(f"ophydsite on http://{host}:{port}/  (pv-socket ws://{host}:{port}/api/v1/pv-socket)")
         try:
             uvicorn.run(
                 "ophydsite.asgi:application",
                 host=host,
                 port=port,
-                ws="websockets-sansio",
+                ws=BoundedCloseWebSocketProtocol,
                 ws_max_size=16 * 1024 * 1024,
                 ws_ping_interval=20.0,
                 ws_ping_timeout=20.0,
