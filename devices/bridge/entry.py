@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # Arrays longer than this are JSON-encoded on a worker thread (~2 ms per 10k doubles).
 ENCODE_OFF_LOOP = 20000
+# Publishes a PV may bunch together after a quiet spell; the average stays at the cap.
+RATE_BURST = 2.0
 REOPEN_FIRST_S = 0.5
 REOPEN_MAX_S = 8.0
 
@@ -53,7 +55,8 @@ class PvEntry:
         self.holds = 0
         self.idle_since: float | None = None
         self.ready = asyncio.Event()  # connected and metadata known
-        self._last_publish = 0.0
+        self._tokens = 1.0  # rate-cap token bucket (one token per allowed publish)
+        self._tokens_at = loop.time()
         self._timer: asyncio.TimerHandle | None = None
         self._info_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -173,20 +176,30 @@ class PvEntry:
             self._send_value()
 
     def _publish_value_capped(self) -> None:
+        """Publish now if the token bucket allows, else once it refills (latest value then).
+
+        A bucket rather than "one period since the last publish": a source updating at
+        exactly the cap would otherwise be deferred by up to a period on every update.
+        """
         if self._timer is not None:
             return  # a publish is already scheduled; it will take the latest value
         interval = self._array_interval if self.info and self.info.count > 1 else self._scalar_interval
-        due = self._last_publish + interval
+        if interval <= 0:
+            self._send_value()
+            return
         now = self._loop.time()
-        if now >= due:
+        self._tokens = min(RATE_BURST, self._tokens + (now - self._tokens_at) / interval)
+        self._tokens_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
             self._send_value()
         else:
-            self._timer = self._loop.call_at(due, self._timer_fired)
+            self._timer = self._loop.call_at(now + (1.0 - self._tokens) * interval, self._timer_fired)
 
     def _timer_fired(self) -> None:
         self._timer = None
         if not self._closed and self.ready.is_set():
-            self._send_value()
+            self._publish_value_capped()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -194,7 +207,6 @@ class PvEntry:
             self._timer = None
 
     def _send_value(self) -> None:
-        self._last_publish = self._loop.time()
         event = self.last
         if event is not None and self._encoded_for is not event and _size(event.value) > ENCODE_OFF_LOOP:
             self._encode_off_loop(event)

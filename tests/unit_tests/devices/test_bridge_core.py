@@ -145,3 +145,19 @@ async def test_big_arrays_are_encoded_off_the_loop_and_latest_wins(stack):
         values.append(msg["value"])
     assert all(len(set(v)) == 1 for v in values)  # never a torn or mixed array
     assert len(values) <= 3  # intermediate arrays were skipped, not queued
+
+
+async def test_a_source_at_the_cap_rate_is_never_deferred(stack):
+    client = Client(PvSession, stack)
+    await client.send({"action": "subscribe", "pv": "S:steady"})
+    source = await wait_for_source("S:steady")
+    source.connect()
+    source.emit(0.0, timestamp=1.0)
+    await client.next(where=is_value("S:steady"))
+    entry = stack.bridge.entries["S:steady"]
+    deferred = 0
+    for i in range(1, 11):
+        await asyncio.sleep(0.098)  # a 10 Hz source with jitter against a 10 Hz cap
+        source.emit(float(i), timestamp=1.0 + i)
+        deferred += entry._timer is not None
+    assert deferred == 0
