@@ -59,6 +59,7 @@ class Command(BaseCommand):
                 port=port,
                 ws=BoundedCloseWebSocketProtocol,
                 ws_max_size=16 * 1024 * 1024,
+                ws_per_message_deflate=settings.OAS.ws_compression,
                 ws_ping_interval=20.0,
                 ws_ping_timeout=20.0,
                 lifespan="off",

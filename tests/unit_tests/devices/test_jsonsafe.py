@@ -40,3 +40,14 @@ def test_utf8_text_survives():
 def test_output_is_strict_json():
     text = value_json({"a": [1, None]} if False else [1.0, float("nan")])
     json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+
+
+def test_fast_array_path_matches_the_general_encoder():
+    for array in (np.linspace(-1e6, 1e6, 1001), np.arange(-50, 50, dtype=np.int32),
+                  np.arange(10, dtype=np.uint16)[::2], np.array([], dtype=np.float64)):
+        assert json.loads(value_json(array)) == to_jsonable(array)
+    # float32 is written with float32's shortest form (0.1, not 0.10000000149011612): same value
+    single = np.array([0.1, 1e-30, 3.0e38, -2.5], dtype=np.float32)
+    assert np.array_equal(np.array(json.loads(value_json(single)), dtype=np.float32), single)
+    assert value_json(single).startswith("[0.1,")
+    assert value_json(np.array([1.0, np.nan, np.inf])) == "[1.0,null,null]"
