@@ -35,3 +35,16 @@ def test_origins():
     assert origin_allowed("https://portal.lab", "srv:8001", ("https://portal.lab",))
     assert not origin_allowed("http://localhost:3000", "srv:8001", ("https://portal.lab",))
     assert not origin_allowed("null", "srv:8001", ())
+
+
+def test_serve_environment_wins_over_arguments():
+    from django.core.management.base import CommandError
+
+    from devices.management.commands.serve import listen_settings
+
+    options = {"host": "0.0.0.0", "port": 9000, "startup_dir": "/a"}
+    assert listen_settings(options, {}) == ("0.0.0.0", 9000, "/a")
+    env = {"OAS_HOST": "127.0.0.1", "OAS_PORT": "8002", "OAS_STARTUP_DIR": "/b"}
+    assert listen_settings(options, env) == ("127.0.0.1", 8002, "/b")
+    with pytest.raises(CommandError, match="OAS_PORT"):
+        listen_settings(options, {"OAS_PORT": "http"})

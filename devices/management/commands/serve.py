@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,17 @@ from django.core.management.base import BaseCommand, CommandError
 
 from devices.demo_process import start_demo_ioc
 from ophydsite.ws_protocol import BoundedCloseWebSocketProtocol
+
+
+def listen_settings(options: dict[str, Any], env: Mapping[str, str]) -> tuple[str, int, str | None]:
+    """Host, port and startup path: OAS_* environment variables win over arguments."""
+    host = env.get("OAS_HOST") or options["host"]
+    raw_port = env.get("OAS_PORT") or options["port"]
+    try:
+        port = int(raw_port)
+    except ValueError:
+        raise CommandError(f"OAS_PORT: expected a port number, got {raw_port!r}") from None
+    return host, port, env.get("OAS_STARTUP_DIR") or options["startup_dir"]
 
 
 class Command(BaseCommand):
@@ -37,9 +49,7 @@ class Command(BaseCommand):
         import uvicorn
         from django.conf import settings
 
-        host = os.environ.get("OAS_HOST") or options["host"]
-        port = int(os.environ.get("OAS_PORT") or options["port"])
-        startup = os.environ.get("OAS_STARTUP_DIR") or options["startup_dir"]
+        host, port, startup = listen_settings(options, os.environ)
         if startup:
             if not Path(startup).exists():
                 raise CommandError(f"--startup-dir {startup}: no such file or folder")
