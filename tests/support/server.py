@@ -29,11 +29,13 @@ class ServerProcess:
         self.env = {**os.environ, "OAS_LOG_LEVEL": "WARNING", **env}
         self.log_path = log_path or Path(f"/tmp/ophydsite-{command}-{self.port}.log")
         self.proc: subprocess.Popen[bytes] | None = None
+        self.start_args: list[str] = []  # extra arguments for the command, e.g. ["--demo"]
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         args = [sys.executable, "manage.py", self.command]
         if self.command == "serve":
             args += ["--host", "127.0.0.1", "--port", str(self.port)]
+        args += self.start_args
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(args, cwd=PROJECT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         if self.command == "serve":

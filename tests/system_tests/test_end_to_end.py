@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import urllib.request
 
 import psutil
 import pytest
@@ -54,8 +55,6 @@ async def test_subscribe_and_set_over_a_real_socket(server):
 
 
 async def test_start_page_and_health(server):
-    import urllib.request
-
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(server.http + "/").read().decode())
     assert "pv-socket" in body
     health = await asyncio.to_thread(
@@ -153,3 +152,25 @@ async def test_client_that_never_reads_is_cut_off(ioc, tmp_path):
         stuck.transport.abort()
     finally:
         proc.stop()
+
+
+async def test_serve_demo_shows_live_values(tmp_path, ca_repeater):
+    """The README's run command: `serve --demo` brings its own IOC with live PVs."""
+    proc = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/demo.sqlite3"})
+    proc.start_args = ["--demo"]
+    proc.start(timeout=60)
+    try:
+        page = await asyncio.to_thread(lambda: urllib.request.urlopen(proc.http + "/").read().decode())
+        assert "DEMO:sine" in page
+        async with websockets.connect(f"{proc.ws}/api/v1/pv-socket") as conn:
+            await conn.send(json.dumps({"action": "subscribe", "pvs": ["DEMO:sine", "DEMO:m1:sp"]}))
+            values = []
+            while len(values) < 5:
+                msg = json.loads(await asyncio.wait_for(conn.recv(), 10))
+                if msg.get("pv") == "DEMO:sine" and "value" in msg and msg.get("sub_type") != "meta":
+                    assert msg["connected"] is True
+                    values.append(msg["value"])
+            assert len(set(values)) > 1  # it moves
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.output()
