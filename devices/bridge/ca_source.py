@@ -12,7 +12,7 @@ import epics
 from epics import ca, dbr
 
 from .ca_put import put_with_status
-from .source import ChannelInfo, PutCallback, SourceSink, ValueEvent
+from .source import ChannelInfo, PropertyEvent, PutCallback, SourceSink, ValueEvent
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,13 @@ class CaSource:
         """Runs on the CA callback thread. Must not block."""
         self._hand_off(self._sink.source_connection, bool(conn))
 
-    def _on_property(self, **_: Any) -> None:
-        """Runs on the CA callback thread. Must not block."""
-        self._hand_off(self._sink.source_property, None)
+    def _on_property(self, units: Any = None, precision: Any = None, lower_ctrl_limit: Any = None,
+                     upper_ctrl_limit: Any = None, enum_strs: Any = None, **_: Any) -> None:
+        """Runs on the CA callback thread. Must not block: passes the DBR_CTRL fields on as they are."""
+        self._hand_off(self._sink.source_property, PropertyEvent(
+            units=_text(units), precision=precision, lower_ctrl_limit=lower_ctrl_limit,
+            upper_ctrl_limit=upper_ctrl_limit,
+            enum_strs=tuple(_text(s) or "" for s in enum_strs) if enum_strs else None))
 
     def _on_access(self, read_access: bool, write_access: bool, **_: Any) -> None:
         """Runs on the CA callback thread. Must not block."""

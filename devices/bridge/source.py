@@ -21,6 +21,17 @@ class ValueEvent:
 
 
 @dataclass(frozen=True)
+class PropertyEvent:
+    """Control metadata as a DBE_PROPERTY event carries it."""
+
+    units: str | None
+    precision: int | None
+    lower_ctrl_limit: float | None
+    upper_ctrl_limit: float | None
+    enum_strs: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
 class ChannelInfo:
     """Static facts about a connected channel: native type, size, and control metadata."""
 
@@ -44,8 +55,8 @@ class SourceSink(Protocol):
 
     def source_value(self, event: ValueEvent) -> None: ...
 
-    def source_property(self, _: object = None) -> None:
-        """Units, precision, limits or enum strings changed (DBE_PROPERTY)."""
+    def source_property(self, event: PropertyEvent) -> None:
+        """Units, precision, limits or enum strings as the IOC now reports them (DBE_PROPERTY)."""
 
 
 class PutCallback(Protocol):
