@@ -121,7 +121,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _configure_beacons(host: str) -> None:
+def configure_beacons(host: str) -> None:
     """Beacons to this host's CA repeater port, as libca and rsrv would pick it.
 
     caproto defaults EPICS_CAS_BEACON_PORT to 5065 on its own instead of
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("caproto.ctx").addFilter(_OnceForBeaconFailures())
-    _configure_beacons(args.host)
+    configure_beacons(args.host)
     try:
         asyncio.run(serve(args))
     except KeyboardInterrupt:

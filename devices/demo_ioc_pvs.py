@@ -89,10 +89,17 @@ class BigWave(ChannelDouble):
         return AccessRights.READ
 
     async def server_startup(self, async_lib: Any) -> None:
-        """Picked up by the caproto Context like a pvproperty startup hook."""
+        """Picked up by the caproto Context like a pvproperty startup hook.
+
+        Ticks on absolute deadlines so the rate does not drift with the time a write takes
+        (the benchmark's IOC relies on the exact rate).
+        """
+        start = time.monotonic()
+        tick = 0
         while True:
-            await self.write(np.sin(self._x + time.monotonic()))
-            await async_lib.sleep(self._period)
+            await self.write(np.sin(self._x + time.time()), timestamp=time.time())
+            tick += 1
+            await asyncio.sleep(max(0.0, start + tick * self._period - time.monotonic()))
 
 
 class DemoPVs(PVGroup):

@@ -1,0 +1,261 @@
+"""Start and stop the processes one benchmark scenario needs: CA repeater, IOC, server(s).
+
+Everything runs on 127.0.0.1 on free ports with a private CA repeater port and a private
+SQLite database, so a benchmark never meets (or disturbs) another IOC, test or database on
+the machine. Logs go to files in the run's folder; ``Stack.stop`` ends every process it
+started, and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"  # git-ignored
+HOST = "127.0.0.1"
+START_TIMEOUT = 30.0
+MARKER = "OAS_BENCH_RUN"  # set in every process a benchmark starts, to find leftovers
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (CA uses both on the same number)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((HOST, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((HOST, port))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no port free for both TCP and UDP")
+
+
+def ca_env(ioc_port: int, repeater_port: int) -> dict[str, str]:
+    """CA client and server variables pointing at one local IOC and a private repeater."""
+    return {
+        "EPICS_CA_ADDR_LIST": f"{HOST}:{ioc_port}",
+        "EPICS_CA_AUTO_ADDR_LIST": "NO",
+        "EPICS_CA_MAX_ARRAY_BYTES": "20000000",
+        "EPICS_CA_REPEATER_PORT": str(repeater_port),
+        "EPICS_CAS_BEACON_PORT": str(repeater_port),
+        "EPICS_CAS_BEACON_ADDR_LIST": HOST,
+        "EPICS_CAS_AUTO_BEACON_ADDR_LIST": "NO",
+    }
+
+
+@dataclass
+class Proc:
+    """One started subprocess and the file its output goes to."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    log: IO[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+
+@dataclass
+class Stack:
+    """The processes of one scenario; use as a context manager so they always end."""
+
+    run_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+    server_ports: list[int] = field(default_factory=list)
+    ioc_port: int = 0
+
+    def __enter__(self) -> Stack:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- starting ---------------------------------------------------------------------------
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str],
+               stdout_pipe: bool = False) -> Proc:
+        log_path = self.run_dir / f"{name}.log"
+        log = log_path.open("wb")
+        popen = subprocess.Popen(
+            cmd, cwd=PROJECT_ROOT, env={**os.environ, **env, MARKER: str(self.run_dir)},
+            stdout=subprocess.PIPE if stdout_pipe else log, stderr=log,
+            start_new_session=True,  # Ctrl-C on the benchmark reaches us, and we stop them in order
+        )
+        proc = Proc(name, popen, log_path, log)
+        self.procs.append(proc)
+        return proc
+
+    def start_ca(self, *, count: int, rate: float, big_size: int = 200000,
+                 big_rate: float = 10.0, prefix: str = "BENCH:") -> None:
+        """A private CA repeater (so beacons have a listener) and the benchmark IOC."""
+        repeater_port = free_port()
+        self.ioc_port = free_port()
+        self.env = ca_env(self.ioc_port, repeater_port)
+        code = f"from caproto.sync.repeater import run; run(host={HOST!r})"
+        self._spawn("repeater", [sys.executable, "-c", code], self.env)
+        time.sleep(0.3)
+        ioc = self._spawn("ioc", [
+            sys.executable, str(BENCH_DIR / "ioc.py"), "--prefix", prefix,
+            "--count", str(count), "--rate", str(rate), "--host", HOST,
+            "--port", str(self.ioc_port), "--big-size", str(big_size), "--big-rate", str(big_rate),
+        ], self.env, stdout_pipe=True)
+        line = _read_line(ioc.popen, START_TIMEOUT)
+        if not line.startswith("READY"):
+            raise RuntimeError(f"IOC did not come up (stdout {line!r}):\n{ioc.log_text()}")
+
+    def start_server(self, server_env: dict[str, str], name: str = "server") -> Proc:
+        """``manage.py serve`` on a free port, with a private SQLite file; waits for /health."""
+        port = free_port()
+        env = {
+            **self.env,
+            "DATABASE_URL": f"sqlite:///{self.run_dir / 'bench.sqlite3'}",
+            "OAS_LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+            **server_env,
+        }
+        proc = self._spawn(name, [
+            sys.executable, "manage.py", "serve", "--host", HOST, "--port", str(port),
+        ], env)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise RuntimeError(f"{name} exited with {proc.popen.returncode}:\n{proc.log_text()}")
+            try:
+                health(port)
+            except OSError:
+                time.sleep(0.2)
+                continue
+            self.server_ports.append(port)
+            return proc
+        raise RuntimeError(f"{name} did not answer on port {port}:\n{proc.log_text()}")
+
+    def start_bridge(self, server_env: dict[str, str]) -> Proc:
+        """``manage.py runbridge`` (scaled mode); it has no health endpoint, so wait a moment."""
+        env = {**self.env, "OAS_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", **server_env}
+        proc = self._spawn("bridge", [sys.executable, "manage.py", "runbridge"], env)
+        time.sleep(2.0)
+        if not proc.alive():
+            raise RuntimeError(f"bridge exited with {proc.popen.returncode}:\n{proc.log_text()}")
+        return proc
+
+    def proc(self, name: str) -> Proc:
+        return next(p for p in self.procs if p.name == name)
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def stop(self) -> list[str]:
+        """End servers first (they hold CA channels), then the IOC and the repeater.
+
+        SIGTERM, then SIGKILL after a grace period; any child a process left behind is
+        killed too. Returns a line per process that needed killing.
+        """
+        problems: list[str] = []
+        for proc in reversed(self.procs):
+            children = _children(proc.pid)
+            if proc.alive():
+                proc.popen.send_signal(signal.SIGTERM)
+                try:
+                    proc.popen.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    problems.append(f"{proc.name} (pid {proc.pid}) ignored SIGTERM for 10 s; killed")
+                    proc.popen.kill()
+                    proc.popen.wait(timeout=10)
+            for child in children:
+                if child.is_running():
+                    problems.append(f"{proc.name} left child pid {child.pid} {child.name()}; killed")
+                    child.kill()
+            if proc.popen.stdout is not None:
+                proc.popen.stdout.close()
+            proc.log.close()
+        self.procs.clear()
+        return problems
+
+
+def machine_busy() -> float:
+    """CPU seconds every core of the machine has been busy (not idle, not waiting on I/O)."""
+    times = psutil.cpu_times()
+    return float(sum(times)) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _read_line(popen: subprocess.Popen[bytes], timeout: float) -> str:
+    """The first stdout line of ``popen``, or what came before ``timeout`` or its exit."""
+    assert popen.stdout is not None
+    fd = popen.stdout.fileno()
+    data = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while b"\n" not in data and (left := deadline - time.monotonic()) > 0:
+            if sel.select(left):
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def health(port: int, timeout: float = 2.0) -> dict[str, Any]:
+    """The server's /api/v1/health JSON."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/api/v1/health", timeout=timeout) as resp:
+        return dict(json.loads(resp.read()))
+
+
+def read_channel_counts(env: dict[str, str], prefix: str = "BENCH:") -> dict[str, int]:
+    """``<prefix>diag:channels`` read with caproto's sync client on its own circuit.
+
+    The count includes that one channel to diag:channels; callers look at the others.
+    The CA variables are set in this process first: caproto reads them on each call.
+    """
+    from caproto.sync.client import read
+
+    os.environ.update(env)
+    # repeater=False: otherwise caproto spawns a repeater that outlives the benchmark.
+    response = read(f"{prefix}diag:channels", timeout=5.0, repeater=False)
+    return dict(json.loads(bytes(response.data).rstrip(b"\0").decode()))
+
+
+def leftover_processes() -> list[str]:
+    """Processes a benchmark started (marked by OAS_BENCH_RUN) that are still running."""
+    found: list[str] = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            marked = MARKER in proc.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        if marked and proc.pid != os.getpid():
+            found.append(f"{proc.pid} {' '.join(proc.info['cmdline'] or [])}")
+    return found
