@@ -9,6 +9,8 @@ A client that resumes reading in time still receives the close frame and its cod
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
@@ -23,6 +25,9 @@ class BoundedCloseWebSocketProtocol(WebSocketsSansIOProtocol):
             try:
                 await asyncio.wait_for(self.writable.wait(), self.close_wait)
             except TimeoutError:
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:  # RST: the kernel drops the unsent buffer too (no FIN_WAIT1)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.transport.abort()  # connection_lost follows: the app sees a disconnect
                 raise ClientDisconnected() from None
         await super().send(message)
