@@ -92,3 +92,23 @@ async def test_bad_client_does_not_disturb_another(ioc, ws):
         await bad.send(text)
     got = await good.drain(0.6)
     assert len([m for m in got if value_of(f"{P}sine")(m)]) >= 3
+
+
+async def test_too_many_requests_in_flight_are_refused_not_queued(ioc, ws):
+    client = await ws()
+    for i in range(101):  # sets to a PV that never connects wait for their timeout
+        await client.send({"action": "set", "pv": f"{P}never:there", "value": 1, "timeout": 3, "id": i})
+    busy = await client.next(lambda m: m.get("code") == "busy", timeout=3)
+    assert busy["id"] == 100 and "in progress" in busy["error"]
+    await client.send({"action": "subscribe", "pv": f"{P}label", "id": "still"})
+    assert (await client.next(lambda m: m.get("id") == "still"))["subscribed"] == [f"{P}label"]
+
+
+async def test_monitor_socket_subscription_limit(ioc, ws):
+    client = await ws("/monitor")
+    limit = TEST_OAS["max_subscriptions"]
+    for i in range(limit):
+        await client.send({"action": "connect", "pv": f"{P}mlim{i}"})
+    await client.send({"action": "connect", "pv": f"{P}mlim{limit}"})
+    err = await client.next(lambda m: m.get("msg_type") == "error")
+    assert err["code"] == "too_many" and "OAS_MAX_SUBSCRIPTIONS" in err["error"]
