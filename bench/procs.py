@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import signal
 import socket
 import subprocess
@@ -22,6 +21,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from devices.procio import read_line  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
@@ -126,7 +128,7 @@ class Stack:
             "--count", str(count), "--rate", str(rate), "--host", HOST,
             "--port", str(self.ioc_port), "--big-size", str(big_size), "--big-rate", str(big_rate),
         ], self.env, stdout_pipe=True)
-        line = _read_line(ioc.popen, START_TIMEOUT)
+        line = read_line(ioc.popen, START_TIMEOUT)
         if not line.startswith("READY"):
             raise RuntimeError(f"IOC did not come up (stdout {line!r}):\n{ioc.log_text()}")
 
@@ -209,23 +211,6 @@ def _children(pid: int) -> list[psutil.Process]:
         return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-
-
-def _read_line(popen: subprocess.Popen[bytes], timeout: float) -> str:
-    """The first stdout line of ``popen``, or what came before ``timeout`` or its exit."""
-    assert popen.stdout is not None
-    fd = popen.stdout.fileno()
-    data = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while b"\n" not in data and (left := deadline - time.monotonic()) > 0:
-            if sel.select(left):
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                data += chunk
-    return data.decode(errors="replace").strip()
 
 
 def health(port: int, timeout: float = 2.0) -> dict[str, Any]:

@@ -6,10 +6,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from .ca_repeater import ensure_repeater
+from .procio import read_line
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -42,17 +42,11 @@ def start_demo_ioc(prefix: str = "DEMO:", timeout: float = 20.0) -> list[subproc
         cwd=PROJECT, stdout=subprocess.PIPE,
     )
     started.append(proc)
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline().decode(errors="replace")
-        if line.startswith("READY"):
-            break
-        if not line and proc.poll() is not None:
-            raise RuntimeError("the demo IOC exited before it was ready")
-    else:
+    line = read_line(proc, timeout)
+    if not line.startswith("READY"):
         proc.kill()
-        raise RuntimeError("the demo IOC did not start in time")
+        raise RuntimeError(f"the demo IOC did not start (it printed {line!r})")
+    assert proc.stdout is not None
     proc.stdout.close()  # nothing more is read; a full pipe must never block the IOC
     existing = os.environ.get("EPICS_CA_ADDR_LIST", "").strip()
     os.environ["EPICS_CA_ADDR_LIST"] = f"{existing} 127.0.0.1:{port}".strip()

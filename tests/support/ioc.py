@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import IO, Any
 
 import epics
 
 from devices.ca_repeater import start_repeater as _start_repeater
+from devices.procio import read_line
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -96,26 +95,11 @@ class IocProcess:
                "--port", str(self.port), "--exit-with-parent", *self.extra_args]
         self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                                      stderr=self._stderr)
-        line = self._read_line(timeout)
+        line = read_line(self.proc, timeout)
         if line != f"READY {self.prefix} {self.port}":
             self.stop()
             raise RuntimeError(f"IOC {self.prefix} on port {self.port} did not come up "
                                f"(stdout {line!r}):\n{self.stderr_text()}")
-
-    def _read_line(self, timeout: float) -> str:
-        assert self.proc is not None and self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        data = b""
-        deadline = time.monotonic() + timeout
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while b"\n" not in data and (left := deadline - time.monotonic()) > 0:
-                if sel.select(left):
-                    chunk = os.read(fd, 4096)
-                    if not chunk:
-                        break  # the IOC exited
-                    data += chunk
-        return data.decode(errors="replace").strip()
 
     def stop(self) -> None:
         """SIGKILL the IOC (no clean CA shutdown, as when an IOC dies) and reap it."""
