@@ -1,0 +1,1 @@
+"""Startup files: Python that defines ophyd devices, loaded into the device registry."""
