@@ -52,6 +52,9 @@ class OasSettings:
     # permessage-deflate compresses every message once per client (no sharing between
     # clients); measured 40 % fewer messages/s at saturation (bench/README.md), so it is off.
     ws_compression: bool = False
+    # Startup files: longest accepted file and the time one file may take to load.
+    startup_max_bytes: int = 262144
+    startup_timeout_s: float = 30.0
     # Client limits.
     max_message_bytes: int = 65536
     max_subscriptions: int = 1000

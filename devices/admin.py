@@ -1,0 +1,117 @@
+"""Admin for startup files (superusers only) and a read-only list of devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+
+from .models import DeviceRecord, StartupFile, StartupFileVersion
+from .startup.services import startup_file_check, startup_file_save
+
+
+class StartupFileForm(forms.ModelForm):
+    upload = forms.FileField(required=False, help_text="Or upload a .py file instead of editing the text")
+
+    class Meta:
+        model = StartupFile
+        fields = ["name", "enabled", "order", "content", "upload"]
+        widgets = {"content": forms.Textarea(attrs={"rows": 30, "cols": 100, "spellcheck": "false",
+                                                    "style": "font-family: monospace"})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["content"].required = False  # an upload may give it
+        self.fields["content"].strip = False  # code: keep its whitespace as written
+        self.fields["name"].required = False  # an upload may give it
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        upload = data.get("upload")
+        if upload is not None:
+            raw = upload.read(settings.OAS.startup_max_bytes + 1)
+            try:
+                data["content"] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValidationError({"upload": "The uploaded file is not UTF-8 text"}) from None
+            if not data.get("name"):
+                data["name"] = upload.name
+                self.instance.name = upload.name
+        if not data.get("content"):
+            raise ValidationError({"content": "Give the file's text or upload a file"})
+        startup_file_check(name=data.get("name") or "", content=data["content"],
+                           max_bytes=settings.OAS.startup_max_bytes)
+        self.instance.content = data["content"]
+        return data
+
+
+class VersionInline(admin.TabularInline):
+    model = StartupFileVersion
+    fields = ["version", "changed_by", "changed_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-version"]
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class SuperuserOnly:
+    """Startup files are code the server runs: only superusers see or touch them."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    has_add_permission = has_view_permission  # type: ignore[assignment]
+    has_change_permission = has_view_permission
+    has_delete_permission = has_view_permission
+
+
+@admin.register(StartupFile)
+class StartupFileAdmin(SuperuserOnly, admin.ModelAdmin):
+    form = StartupFileForm
+    list_display = ["name", "enabled", "order", "last_load_status", "last_loaded_at", "changed_by", "changed_at"]
+    list_filter = ["enabled", "last_load_status"]
+    readonly_fields = ["last_load_status", "last_loaded_at", "last_load_error", "devices", "changed_by",
+                       "changed_at"]
+    inlines = [VersionInline]
+
+    def save_model(self, request: HttpRequest, obj: StartupFile, form: Any, change: bool) -> None:
+        startup_file_save(file=obj, user=request.user, max_bytes=settings.OAS.startup_max_bytes)
+
+
+@admin.register(StartupFileVersion)
+class StartupFileVersionAdmin(SuperuserOnly, admin.ModelAdmin):
+    list_display = ["file_name", "version", "changed_by", "changed_at"]
+    list_filter = ["file_name"]
+    readonly_fields = ["file", "file_name", "version", "content", "changed_by", "changed_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:  # type: ignore[override]
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # history is never lost
+
+
+@admin.register(DeviceRecord)
+class DeviceRecordAdmin(admin.ModelAdmin):
+    list_display = ["name", "device_class", "source", "connected", "updated_at"]
+    readonly_fields = ["name", "device_class", "components", "source", "connected", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,70 @@
+"""Startup files (every version kept) and the devices they define."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class StartupFile(models.Model):
+    """A Python startup file kept in the database; edited by superusers in the admin."""
+
+    class LoadStatus(models.TextChoices):
+        NEVER = "never", "not loaded yet"
+        OK = "ok", "loaded"
+        ERROR = "error", "failed"
+
+    name = models.CharField(max_length=200, unique=True, help_text="File name, e.g. 10_motors.py")
+    content = models.TextField()
+    enabled = models.BooleanField(default=True)
+    order = models.IntegerField(default=100, help_text="Database files load in this order, then by name")
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    changed_at = models.DateTimeField(auto_now=True)
+    last_load_status = models.CharField(max_length=10, choices=LoadStatus.choices, default=LoadStatus.NEVER)
+    last_load_error = models.TextField(blank=True)
+    last_loaded_at = models.DateTimeField(null=True, blank=True)
+    devices = models.JSONField(default=list, blank=True, help_text="Devices it defined at the last load")
+
+    class Meta:
+        ordering = ["order", "name"]
+        permissions = [("reload_devices", "Can reload devices from the startup files")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StartupFileVersion(models.Model):
+    """One saved text of a startup file; kept even when the file is deleted."""
+
+    file = models.ForeignKey(StartupFile, null=True, on_delete=models.SET_NULL, related_name="versions")
+    file_name = models.CharField(max_length=200)
+    version = models.PositiveIntegerField()
+    content = models.TextField()
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                   on_delete=models.SET_NULL, related_name="+")
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["file_name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["file_name", "version"], name="one_number_per_version")]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} v{self.version}"
+
+
+class DeviceRecord(models.Model):
+    """What the registry held at the last load: for the admin's device list."""
+
+    name = models.CharField(max_length=200, unique=True)
+    device_class = models.CharField(max_length=300)
+    components = models.JSONField(default=list, blank=True)
+    source = models.CharField(max_length=500)
+    connected = models.BooleanField(null=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
