@@ -164,6 +164,20 @@ class Hub:
         finally:
             self._requests.pop(request, None)
 
+    async def reload_devices(self, timeout: float) -> dict[str, Any]:
+        """Ask the bridge to reload the startup files; returns its report."""
+        request = uuid.uuid4().hex
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._requests[request] = future
+        try:
+            await self._commands.send(m.BRIDGE_CHANNEL, {"type": m.RELOAD, "hub": self.channel, "request": request})
+            return await asyncio.wait_for(future, timeout)
+        except (TimeoutError, ChannelFull):
+            return {"status": "bridge_unavailable",
+                    "errors": {"bridge": "The bridge did not answer; is it running (manage.py runbridge)?"}}
+        finally:
+            self._requests.pop(request, None)
+
     # --- incoming ---------------------------------------------------------------------------
 
     def dispatch(self, message: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ SUBSCRIBE = "bridge.subscribe"  # worker → bridge: {hub, pvs}; bridge replies 
 RENEW = "bridge.renew"  # worker → bridge: {hub, pvs}; keeps the leases alive
 RELEASE = "bridge.release"  # worker → bridge: {hub, pvs}
 SET = "bridge.set"  # worker → bridge: {hub, request, pv, value, timeout}
+RELOAD = "bridge.reload"  # worker → bridge: {hub, request}; reload the device registry
 REPLY = "bridge.reply"  # bridge → worker channel: {request, outcome}
 PV_VALUE = "pv.value"  # bridge → group / worker channel
 PV_META = "pv.meta"  # bridge → group / worker channel

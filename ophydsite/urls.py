@@ -3,10 +3,11 @@
 from django.contrib import admin
 from django.urls import path
 
-from devices import views
+from devices import api, views
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("api/v1/health", views.health, name="health"),
+    path("api/v1/load-devices", api.load_devices, name="load-devices"),
     path("admin/", admin.site.urls),
 ]

@@ -10,6 +10,8 @@ from typing import Any
 
 from devices import messages as m
 from devices.layer_io import serve_channel
+from devices.startup.registry import DeviceRegistry
+from devices.startup.reload import registry_reload
 from ophydsite.settings.oas import OasSettings
 
 from .ca_context import ca_executor
@@ -40,6 +42,8 @@ class Bridge:
         self._tasks: list[asyncio.Task[None]] = []
         self.publisher = Publisher(layer)
         self.started = asyncio.Event()
+        self.registry = DeviceRegistry()
+        self._reload_lock = asyncio.Lock()
 
     async def run(self) -> None:
         """Serve until cancelled, then release every channel."""
@@ -48,6 +52,8 @@ class Bridge:
             asyncio.create_task(self._housekeeping(), name="bridge-housekeeping"),
         ]
         self.started.set()
+        if self._settings.load_devices_on_start:
+            self._start_reload("", "startup")  # devices load when the bridge starts, as in ophyd-websocket
         try:
             await serve_channel(self._commands, m.BRIDGE_CHANNEL, self.handle, "bridge")
         finally:
@@ -71,6 +77,8 @@ class Bridge:
                     entry.leases.pop(hub, None)
         elif kind == m.SET:
             self._start_set(message)
+        elif kind == m.RELOAD:
+            self._start_reload(str(message.get("hub", "")), str(message.get("request", "")))
         else:
             log.warning("unknown bridge command %r", kind)
 
@@ -114,6 +122,23 @@ class Bridge:
         finally:
             entry.holds -= 1
         self.publisher.to_channel((hub, "reply", request), hub, _reply(request, outcome))
+
+    def _start_reload(self, hub: str, request: str) -> None:
+        """Reload the device registry in a thread; one reload at a time, replies in order."""
+        async def run() -> None:
+            async with self._reload_lock:
+                try:
+                    outcome = await asyncio.to_thread(registry_reload, self.registry)
+                except Exception as exc:  # noqa: BLE001 - report, never crash the bridge
+                    log.exception("device reload failed")
+                    outcome = {"status": "error", "errors": {"reload": repr(exc)}, "devices": self.registry.names()}
+            if hub:
+                self.publisher.to_channel((hub, "reply", request), hub,
+                                          {"type": m.REPLY, "request": request, "outcome": outcome})
+
+        task = asyncio.create_task(run())
+        self._sets.add(task)
+        task.add_done_callback(self._sets.discard)
 
     async def _housekeeping(self) -> None:
         """Release PVs nobody has wanted for the grace period."""

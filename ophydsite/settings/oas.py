@@ -55,6 +55,7 @@ class OasSettings:
     # Startup files: longest accepted file and the time one file may take to load.
     startup_max_bytes: int = 262144
     startup_timeout_s: float = 30.0
+    load_devices_on_start: bool = True
     # Client limits.
     max_message_bytes: int = 65536
     max_subscriptions: int = 1000

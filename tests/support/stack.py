@@ -16,7 +16,7 @@ from ophydsite.settings.oas import OasSettings
 
 class Stack:
     def __init__(self, source_factory: Any, **overrides: Any) -> None:
-        self.settings = replace(OasSettings(), **overrides)
+        self.settings = replace(OasSettings(), **({"load_devices_on_start": False} | overrides))
         self.layer = InMemoryChannelLayer(capacity=10000)
         self.bridge = Bridge(layer=self.layer, command_layer=self.layer, settings=self.settings,
                              source_factory=source_factory)

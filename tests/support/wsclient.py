@@ -11,6 +11,7 @@ TEST_OAS: dict[str, Any] = {
     "lease_s": 6.0,
     "max_subscriptions": 50,
     "max_names_per_request": 40,
+    "load_devices_on_start": False,  # tests reload explicitly, with database access granted
 }
 
 

@@ -23,6 +23,14 @@ def oas_for_tests():
     settings.OAS = original
 
 
+@pytest.fixture(scope="session", autouse=True)
+def database_for_the_server(django_db_setup, django_db_blocker):
+    """The in-process server uses the (test) database as a deployed one would: Channels closes
+    stale connections before each message, reloads record their results. Allow it."""
+    with django_db_blocker.unblock():
+        yield
+
+
 class Ws:
     """A WebSocket client of the in-process ASGI application."""
 
