@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
-from .models import DeviceRecord, StartupFile, StartupFileVersion
+from .models import AllowedOrigin, DeviceRecord, StartupFile, StartupFileVersion
 from .startup.services import startup_file_check, startup_file_save
 
 
@@ -115,3 +115,11 @@ class DeviceRecordAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(AllowedOrigin)
+class AllowedOriginAdmin(admin.ModelAdmin):
+    """Origins take effect on the next WebSocket handshake (within a few seconds), no restart."""
+
+    list_display = ["origin", "note", "created_at"]
+    search_fields = ["origin", "note"]

@@ -68,3 +68,27 @@ class DeviceRecord(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class AllowedOrigin(models.Model):
+    """A web origin whose pages may open WebSockets, on top of OAS_ALLOWED_ORIGINS."""
+
+    origin = models.CharField(max_length=300, unique=True, help_text="Scheme, host and port, e.g. https://portal.lab:8443")
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["origin"]
+
+    def __str__(self) -> str:
+        return self.origin
+
+    def clean(self) -> None:
+        from urllib.parse import urlsplit
+
+        from django.core.exceptions import ValidationError
+
+        self.origin = self.origin.strip().rstrip("/")
+        parts = urlsplit(self.origin)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path or parts.query:
+            raise ValidationError({"origin": "Give scheme, host and optional port only, e.g. https://portal.lab"})

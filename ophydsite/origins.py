@@ -4,20 +4,46 @@ A browser page may open a socket only from an allowed origin: the server's own h
 the origins in OAS_ALLOWED_ORIGINS, and, when that setting is empty, pages served from
 localhost (a developer's app on another port). Requests without an Origin header are
 scripts, not browsers, and pass (authentication for them comes with the security issue).
-A refused handshake is closed cleanly (HTTP 403) and logged.
+A refused handshake is closed cleanly (HTTP 403) and logged. Origins added in the admin
+(devices.AllowedOrigin) count from the next handshake, read through a cache of
+``ORIGIN_CACHE_S`` seconds, without a restart.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 
 log = logging.getLogger(__name__)
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+ORIGIN_CACHE_S = 5.0
+_cache: tuple[float, tuple[str, ...]] = (0.0, ())
+
+
+async def allowed_origins() -> tuple[str, ...]:
+    """OAS_ALLOWED_ORIGINS plus the admin's table, the table read at most every ORIGIN_CACHE_S."""
+    global _cache
+    now = time.monotonic()
+    if now - _cache[0] >= ORIGIN_CACHE_S:
+        _cache = (now, await _table_origins())
+    return tuple(settings.OAS.allowed_origins) + _cache[1]
+
+
+@database_sync_to_async
+def _table_origins() -> tuple[str, ...]:
+    from devices.models import AllowedOrigin
+
+    try:
+        return tuple(AllowedOrigin.objects.values_list("origin", flat=True))
+    except Exception:  # noqa: BLE001 - no table yet (not migrated): settings only
+        log.exception("reading allowed origins from the database failed")
+        return ()
 
 
 def origin_allowed(origin: str, host_header: str, allowed: tuple[str, ...]) -> bool:
@@ -44,7 +70,7 @@ class OriginCheckMiddleware:
             headers = dict(scope.get("headers") or [])
             origin = headers.get(b"origin", b"").decode("latin-1")
             host = headers.get(b"host", b"").decode("latin-1")
-            if origin and not origin_allowed(origin, host, settings.OAS.allowed_origins):
+            if origin and not origin_allowed(origin, host, await allowed_origins()):
                 log.warning("refused WebSocket %s from origin %s", scope.get("path"), origin)
                 await receive()  # the websocket.connect event
                 await send({"type": "websocket.close", "code": 4003})
