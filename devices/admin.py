@@ -79,6 +79,7 @@ class SuperuserOnly:
 @admin.register(StartupFile)
 class StartupFileAdmin(SuperuserOnly, admin.ModelAdmin):
     form = StartupFileForm
+    change_list_template = "admin/devices/reload_button.html"
     list_display = ["name", "enabled", "order", "last_load_status", "last_loaded_at", "changed_by", "changed_at"]
     list_filter = ["enabled", "last_load_status"]
     readonly_fields = ["last_load_status", "last_loaded_at", "last_load_error", "devices", "changed_by",
@@ -107,6 +108,7 @@ class StartupFileVersionAdmin(SuperuserOnly, admin.ModelAdmin):
 
 @admin.register(DeviceRecord)
 class DeviceRecordAdmin(admin.ModelAdmin):
+    change_list_template = "admin/devices/reload_button.html"
     list_display = ["name", "device_class", "source", "connected", "updated_at"]
     readonly_fields = ["name", "device_class", "components", "source", "connected", "updated_at"]
 
