@@ -1,9 +1,10 @@
 """Origin check on every WebSocket handshake.
 
 A browser page may open a socket only from an allowed origin: the server's own host,
-the origins in OAS_ALLOWED_ORIGINS, and, when that setting is empty, pages served from
-localhost (a developer's app on another port). Requests without an Origin header are
-scripts, not browsers, and pass (authentication for them comes with the security issue).
+the origins in OAS_ALLOWED_ORIGINS and the admin's table, and, while neither lists any,
+pages served from localhost (a developer's app on another port). Requests without an Origin
+header are scripts, not browsers; they pass while OAS_ALLOW_NO_ORIGIN is true (the default
+until scripts can authenticate).
 A refused handshake is closed cleanly (HTTP 403) and logged. Origins added in the admin
 (devices.AllowedOrigin) count from the next handshake, read through a cache of
 ``ORIGIN_CACHE_S`` seconds, without a restart.
@@ -70,8 +71,10 @@ class OriginCheckMiddleware:
             headers = dict(scope.get("headers") or [])
             origin = headers.get(b"origin", b"").decode("latin-1")
             host = headers.get(b"host", b"").decode("latin-1")
-            if origin and not origin_allowed(origin, host, await allowed_origins()):
-                log.warning("refused WebSocket %s from origin %s", scope.get("path"), origin)
+            refused = (not settings.OAS.allow_no_origin) if not origin else not origin_allowed(
+                origin, host, await allowed_origins())
+            if refused:
+                log.warning("refused WebSocket %s from origin %s", scope.get("path"), origin or "(none)")
                 await receive()  # the websocket.connect event
                 await send({"type": "websocket.close", "code": 4003})
                 return None

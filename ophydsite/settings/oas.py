@@ -32,6 +32,9 @@ class OasSettings:
     port: int = 8001
     startup_dir: str | None = None
     allowed_origins: tuple[str, ...] = ()
+    # WebSocket handshakes without an Origin header come from scripts, not browsers. Allowed
+    # while there is no authentication (existing ophyd-websocket scripts send none).
+    allow_no_origin: bool = True
     log_level: str = "INFO"
     require_qserver: bool = False
     # "embedded": the bridge runs inside the server process (default without Redis).

@@ -66,3 +66,22 @@ def test_table_entries_are_validated(db):
     entry = AllowedOrigin(origin="https://portal.lab/")
     entry.full_clean()
     assert entry.origin == "https://portal.lab"
+
+
+async def test_handshake_without_origin_follows_the_setting(fresh_cache):
+    from ophydsite.asgi import application
+
+    async def bare() -> bool:
+        comm = WebsocketCommunicator(application, "/api/v1/pv-socket")
+        connected, _ = await comm.connect(timeout=5)
+        if connected:
+            await comm.disconnect()
+        return connected
+
+    assert await bare()  # scripts without an Origin pass by default
+    original = settings.OAS
+    settings.OAS = replace(original, allow_no_origin=False)
+    try:
+        assert not await bare()
+    finally:
+        settings.OAS = original
