@@ -38,7 +38,7 @@ def start_demo_ioc(prefix: str = "DEMO:", timeout: float = 20.0) -> list[subproc
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "devices.demo_ioc", "--prefix", prefix, "--host", "127.0.0.1",
-         "--port", str(port)],
+         "--port", str(port), "--exit-with-parent"],  # uvicorn re-raises SIGTERM: no finally runs
         cwd=PROJECT, stdout=subprocess.PIPE,
     )
     started.append(proc)

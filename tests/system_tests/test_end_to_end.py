@@ -171,6 +171,19 @@ async def test_serve_demo_shows_live_values(tmp_path, ca_repeater):
                     assert msg["connected"] is True
                     values.append(msg["value"])
             assert len(set(values)) > 1  # it moves
+        helpers = psutil.Process(proc.proc.pid).children()  # the demo IOC (and a repeater)
+        assert any("devices.demo_ioc" in " ".join(h.cmdline()) for h in helpers)
     finally:
         proc.stop()
     assert "Traceback" not in proc.output()
+    deadline = asyncio.get_running_loop().time() + 5
+    while any(_alive(h) for h in helpers):  # they must not outlive the server
+        assert asyncio.get_running_loop().time() < deadline, "serve --demo left its IOC running"
+        await asyncio.sleep(0.3)
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
