@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import IO, Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from devices.ports import free_ca_port  # noqa: E402
 from devices.procio import read_line  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -35,17 +35,7 @@ MARKER = "OAS_BENCH_RUN"  # set in every process a benchmark starts, to find lef
 
 def free_port() -> int:
     """A port free for both TCP and UDP on 127.0.0.1 (CA uses both on the same number)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((HOST, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((HOST, port))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no port free for both TCP and UDP")
+    return free_ca_port(HOST)
 
 
 def ca_env(ioc_port: int, repeater_port: int) -> dict[str, str]:

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from .ca_repeater import ensure_repeater
+from .ports import free_ca_port
 from .procio import read_line
 
 PROJECT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        udp.bind(("127.0.0.1", 0))
-        return int(udp.getsockname()[1])
 
 
 def start_demo_ioc(prefix: str = "DEMO:", timeout: float = 20.0) -> list[subprocess.Popen[bytes]]:
@@ -35,7 +29,7 @@ def start_demo_ioc(prefix: str = "DEMO:", timeout: float = 20.0) -> list[subproc
         repeater = None  # the port is taken by something else; reconnects are still bounded
     if repeater is not None:
         started.append(repeater)
-    port = _free_port()
+    port = free_ca_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "devices.demo_ioc", "--prefix", prefix, "--host", "127.0.0.1",
          "--port", str(port), "--exit-with-parent"],  # uvicorn re-raises SIGTERM: no finally runs

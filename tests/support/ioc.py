@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from typing import IO, Any
 import epics
 
 from devices.ca_repeater import start_repeater as _start_repeater
+from devices.ports import free_ca_port
 from devices.procio import read_line
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -29,18 +29,8 @@ START_TIMEOUT = 15.0
 
 
 def free_port() -> int:
-    """A port that is free for both TCP and UDP on 127.0.0.1 (CA uses both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((HOST, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((HOST, port))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no port free for both TCP and UDP")
+    """A port free for both TCP and UDP on 127.0.0.1 (CA uses both on the same number)."""
+    return free_ca_port(HOST)
 
 
 def configure_ca_client_env(ports: list[int], *, repeater_port: int | None = None) -> None:
