@@ -38,12 +38,16 @@ class CaSource:
         # pyepics runs the connection callback inside PV() when the channel already exists
         # (another PV object opened it), so `info` may be asked before `_pv` is assigned.
         self._opened = threading.Event()
+        # open, reopen and close run on different CA threads; two of them clearing the same
+        # channel at once crashes libca (seen: a release racing a reopen), so they take turns.
+        self._lifecycle = threading.Lock()
         self._property_sub: tuple[Any, ...] | None = None  # keep: pyepics needs the refs alive
 
     def open(self) -> None:
         """Create the channel and its monitor (value and alarm events, DBR_TIME form)."""
         try:
-            self._create()
+            with self._lifecycle:
+                self._create()
         finally:
             self._opened.set()
 
@@ -90,9 +94,12 @@ class CaSource:
         pv = self._pv
         if pv is None or not pv.wait_for_connection(timeout=timeout):
             return None
-        if self._property_sub is None:
-            self._property_sub = ca.create_subscription(
-                pv.chid, use_ctrl=True, mask=dbr.DBE_PROPERTY, callback=self._on_property)
+        with self._lifecycle:
+            if self._pv is not pv:
+                return None  # closed or replaced while we waited for the connection
+            if self._property_sub is None:
+                self._property_sub = ca.create_subscription(
+                    pv.chid, use_ctrl=True, mask=dbr.DBE_PROPERTY, callback=self._on_property)
         ctrl = pv.get_ctrlvars(timeout=timeout, warn=False) or {}
         native = ca.field_type(pv.chid)
         count = int(ca.element_count(pv.chid))
@@ -123,9 +130,13 @@ class CaSource:
 
         Skipped (False) when another PV object shares the channel: clearing it is unsafe.
         """
+        with self._lifecycle:
+            return self._reopen_locked()
+
+    def _reopen_locked(self) -> bool:
         pv = self._pv
         if pv is None or pv.connected:
-            return False
+            return False  # closed meanwhile, or back by itself
         chid = pv.chid
         self._drop_property_subscription()
         pv.disconnect()  # our callbacks leave the channel, so `_unused` sees only others
@@ -143,6 +154,10 @@ class CaSource:
 
     def close(self) -> None:
         """Drop the monitor and, when nobody else in the process uses it, the channel."""
+        with self._lifecycle:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
         pv, self._pv = self._pv, None
         if pv is None:
             return
