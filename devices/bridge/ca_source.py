@@ -120,10 +120,11 @@ class CaSource:
         )
 
     def put(self, value: Any, done: PutCallback) -> None:
-        pv = self._pv
-        if pv is None or not pv.connected:
-            raise ConnectionError(f"{self.name} is not connected")
-        put_with_status(pv.chid, value, done)
+        with self._lifecycle:  # never on a channel a concurrent reopen or close is clearing
+            pv = self._pv
+            if pv is None or not pv.connected:
+                raise ConnectionError(f"{self.name} is not connected")
+            put_with_status(pv.chid, value, done)
 
     def reopen(self) -> bool:
         """Replace a disconnected channel with a new one, which libca searches for at once.
