@@ -24,6 +24,7 @@ from .layer_io import serve_channel
 log = logging.getLogger(__name__)
 
 _CHUNK = 500
+_NO_BRIDGE = "The bridge did not answer (or its command queue is full); is it running (manage.py runbridge)?"
 
 
 class Update:
@@ -146,35 +147,24 @@ class Hub:
 
     async def set(self, name: str, value: Any, timeout: float) -> dict[str, Any]:
         """Ask the bridge to set a PV; returns its outcome (see bridge/setter.py)."""
-        request = uuid.uuid4().hex
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._requests[request] = future
-        message = {"type": m.SET, "hub": self.channel, "request": request,
-                   "pv": name, "value": value, "timeout": timeout}
-        try:
-            try:
-                await self._commands.send(m.BRIDGE_CHANNEL, message)
-            except ChannelFull:
-                return {"status": "busy", "message": "The bridge is overloaded; try again"}
-            try:
-                return await asyncio.wait_for(future, timeout + 5.0)
-            except TimeoutError:
-                return {"status": "bridge_unavailable",
-                        "message": "The bridge did not answer; is it running (manage.py runbridge)?"}
-        finally:
-            self._requests.pop(request, None)
+        outcome = await self._ask({"type": m.SET, "pv": name, "value": value, "timeout": timeout}, timeout + 5.0)
+        return outcome or {"status": "bridge_unavailable", "message": _NO_BRIDGE}
 
     async def reload_devices(self, timeout: float) -> dict[str, Any]:
         """Ask the bridge to reload the startup files; returns its report."""
+        outcome = await self._ask({"type": m.RELOAD}, timeout)
+        return outcome or {"status": "bridge_unavailable", "errors": {"bridge": _NO_BRIDGE}}
+
+    async def _ask(self, message: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Send a command to the bridge and wait for its reply; None if none came in time."""
         request = uuid.uuid4().hex
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._requests[request] = future
         try:
-            await self._commands.send(m.BRIDGE_CHANNEL, {"type": m.RELOAD, "hub": self.channel, "request": request})
+            await self._commands.send(m.BRIDGE_CHANNEL, {**message, "hub": self.channel, "request": request})
             return await asyncio.wait_for(future, timeout)
         except (TimeoutError, ChannelFull):
-            return {"status": "bridge_unavailable",
-                    "errors": {"bridge": "The bridge did not answer; is it running (manage.py runbridge)?"}}
+            return None
         finally:
             self._requests.pop(request, None)
 
