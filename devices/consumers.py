@@ -7,6 +7,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from .device_session import DeviceSession
 from .monitor_session import MonitorSession
 from .pv_session import PvSession
 from .runtime import get_hub
@@ -50,3 +51,7 @@ class PvSocketConsumer(SessionConsumer):
 
 class MonitorConsumer(SessionConsumer):
     session_class = MonitorSession
+
+
+class DeviceSocketConsumer(SessionConsumer):
+    session_class = DeviceSession

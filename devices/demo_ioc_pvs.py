@@ -18,6 +18,8 @@ import numpy as np
 from caproto import AccessRights, AlarmSeverity, AlarmStatus, ChannelAlarm, ChannelDouble, ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty
 
+from .demo_motor import motor_record_group
+
 MOTOR_TICK = 0.1  # s; readback update period while moving (10 Hz)
 SLOW_PUT_SECONDS = 2.0
 TEMP_MINOR = 30.0
@@ -108,6 +110,9 @@ class DemoPVs(PVGroup):
     m1 = SubGroup(motor_group("mm", -100.0, 100.0, 5.0), prefix="m1:")
     m2 = SubGroup(motor_group("deg", -180.0, 180.0, 20.0), prefix="m2:")
     m3 = SubGroup(motor_group("um", 0.0, 1000.0, 50.0), prefix="m3:")
+    # Real motor records (TST:mtr1, TST:mtr1.RBV, ...), for ophyd's EpicsMotor.
+    mtr1 = SubGroup(motor_record_group(units="mm", low=-50.0, high=50.0, velocity=10.0), prefix="mtr1")
+    mtr2 = SubGroup(motor_record_group(units="deg", low=0.0, high=360.0, velocity=45.0), prefix="mtr2")
 
     sine = pvproperty(value=0.0, dtype=float, units="V", precision=3,
                       lower_disp_limit=-1.0, upper_disp_limit=1.0, read_only=True)

@@ -54,6 +54,11 @@ class HubClient(Protocol):
     def deliver(self, pv: str, update: Update) -> None: ...
 
 
+class RegistryListener(Protocol):
+    def registry_reloaded(self, devices: list[str]) -> None:
+        """The bridge reloaded its device registry; ``devices`` are the names it holds now."""
+
+
 def _same(a: Update, b: Update) -> bool:
     if a.kind == "meta":
         return a.msg["meta"] == b.msg["meta"]
@@ -74,10 +79,12 @@ class Hub:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._registry_listeners: set[RegistryListener] = set()
         self.delivered = 0
 
     async def start(self) -> None:
         self.channel = await self._layer.new_channel()
+        await self._layer.group_add(m.REGISTRY_GROUP, self.channel)
         self._tasks = [
             asyncio.create_task(serve_channel(self._layer, self.channel, self.dispatch, "hub"), name="hub-receive"),
             asyncio.create_task(self._renew_loop(), name="hub-renew"),
@@ -150,6 +157,17 @@ class Hub:
         outcome = await self._ask({"type": m.SET, "pv": name, "value": value, "timeout": timeout}, timeout + 5.0)
         return outcome or {"status": "bridge_unavailable", "message": _NO_BRIDGE}
 
+    async def describe(self, devices: list[str], timeout: float = 10.0) -> dict[str, Any]:
+        """Ask the bridge what each device streams (see bridge/device_plan.py)."""
+        outcome = await self._ask({"type": m.DESCRIBE, "devices": devices}, timeout)
+        return outcome or {"status": "bridge_unavailable", "error": _NO_BRIDGE, "devices": {}, "known": []}
+
+    def listen_registry(self, listener: RegistryListener) -> None:
+        self._registry_listeners.add(listener)
+
+    def unlisten_registry(self, listener: RegistryListener) -> None:
+        self._registry_listeners.discard(listener)
+
     async def reload_devices(self, timeout: float) -> dict[str, Any]:
         """Ask the bridge to reload the startup files; returns its report."""
         outcome = await self._ask({"type": m.RELOAD}, timeout)
@@ -176,6 +194,10 @@ class Hub:
             self._on_update(Update("value", message))
         elif kind == m.PV_META:
             self._on_update(Update("meta", message))
+        elif kind == m.DEVICES_RELOADED:
+            names = [n for n in message.get("devices") or [] if isinstance(n, str)]
+            for listener in list(self._registry_listeners):
+                listener.registry_reloaded(names)
         elif kind == m.REPLY:
             future = self._requests.get(message.get("request", ""))
             if future is not None and not future.done():

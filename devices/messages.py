@@ -17,9 +17,13 @@ RENEW = "bridge.renew"  # worker → bridge: {hub, pvs}; keeps the leases alive
 RELEASE = "bridge.release"  # worker → bridge: {hub, pvs}
 SET = "bridge.set"  # worker → bridge: {hub, request, pv, value, timeout}
 RELOAD = "bridge.reload"  # worker → bridge: {hub, request}; reload the device registry
+DESCRIBE = "bridge.describe"  # worker → bridge: {hub, request, devices}; reply {devices: {name: plan|None}, known}
 REPLY = "bridge.reply"  # bridge → worker channel: {request, outcome}
 PV_VALUE = "pv.value"  # bridge → group / worker channel
 PV_META = "pv.meta"  # bridge → group / worker channel
+# Every hub joins this group; the bridge announces a finished reload of the device registry.
+REGISTRY_GROUP = "devices.registry"
+DEVICES_RELOADED = "devices.reloaded"  # bridge → REGISTRY_GROUP: {devices: [names]}
 
 
 class InterestMessage(TypedDict):

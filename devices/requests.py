@@ -13,6 +13,21 @@ from typing import Any
 PV_ACTIONS = ("subscribe", "subscribeSafely", "subscribeReadOnly", "unsubscribe", "set", "refresh")
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """The words of one socket's protocol: what a target is called, in one and in many."""
+
+    one: str  # "pv" / "device"
+    many: str  # "pvs" / "devices"
+    noun: str  # "PV" / "Device", in error texts
+    example: str
+    actions: tuple[str, ...] = PV_ACTIONS
+
+
+PV_WORDS = Vocabulary("pv", "pvs", "PV", "IOC:m1")
+DEVICE_WORDS = Vocabulary("device", "devices", "Device", "motor1")
+
+
 class ProtocolError(Exception):
     """A request that cannot be served; becomes ``{"error": message, "code": code}``."""
 
@@ -40,6 +55,7 @@ class PvRequest:
     value: Any = None
     timeout: float | None = None
     request_id: Any = None
+    signal: str | None = None  # device socket: the signal a set names within the device
 
 
 def decode_frame(text: str | None, data: bytes | None, limits: Limits) -> Any:
@@ -74,28 +90,30 @@ def request_id_of(message: dict[str, Any]) -> Any:
 
 def parse_pv_request(message: Any, limits: Limits) -> PvRequest:
     """Validate one decoded pv-socket message."""
+    return parse_request(message, limits, PV_WORDS)
+
+
+def parse_request(message: Any, limits: Limits, words: Vocabulary) -> PvRequest:
+    """Validate one decoded message of the pv-socket or the device socket (``words``)."""
+    example = f'{{"action": "subscribe", "{words.one}": "{words.example}"}}'
     if not isinstance(message, dict):
-        raise ProtocolError(
-            "not_object",
-            f"Expected a JSON object such as {{\"action\": \"subscribe\", \"pv\": \"IOC:m1\"}}, got {_kind(message)}",
-        )
+        raise ProtocolError("not_object", f"Expected a JSON object such as {example}, got {_kind(message)}")
     rid = request_id_of(message)
     action = message.get("action")
     if action is None:
-        raise ProtocolError("missing_field", "Missing 'action'; allowed: " + ", ".join(PV_ACTIONS), rid)
+        raise ProtocolError("missing_field", "Missing 'action'; allowed: " + ", ".join(words.actions), rid)
     if not isinstance(action, str):
         raise ProtocolError("bad_field", f"'action' must be a string, got {_kind(action)}", rid)
-    if action not in PV_ACTIONS:
+    if action not in words.actions:
         raise ProtocolError(
             "unknown_action",
-            f"Unknown action {action[:50]!r}; allowed: {', '.join(PV_ACTIONS)}. "
-            "Example: {\"action\": \"subscribe\", \"pv\": \"IOC:m1\"}",
+            f"Unknown action {action[:50]!r}; allowed: {', '.join(words.actions)}. Example: {example}",
             rid,
         )
     request = PvRequest(action=action, request_id=rid)
     if action == "refresh":
         return request
-    _names_into(request, message, limits, single_only=(action == "set"))
+    _names_into(request, message, limits, words, single_only=(action == "set"))
     if action == "set":
         if "value" not in message:
             raise ProtocolError("missing_field", "'set' needs a 'value'", rid, action)
@@ -106,6 +124,10 @@ def parse_pv_request(message: Any, limits: Limits) -> PvRequest:
         if request.invalid:
             name, why = request.invalid[0]
             raise ProtocolError("bad_name", why, rid, action)
+        signal = message.get("signal")
+        if signal is not None and (not isinstance(signal, str) or name_problem(signal, limits.max_name_length)):
+            raise ProtocolError("bad_field", "'signal' must be the name of one of the device's signals", rid, action)
+        request.signal = signal
     return request
 
 
@@ -120,27 +142,29 @@ def parse_timeout(raw: Any, limits: Limits, rid: Any = None, action: str | None 
     return float(raw)
 
 
-def _names_into(request: PvRequest, message: dict[str, Any], limits: Limits, *, single_only: bool) -> None:
+def _names_into(request: PvRequest, message: dict[str, Any], limits: Limits, words: Vocabulary, *,
+                single_only: bool) -> None:
     rid, action = request.request_id, request.action
-    has_one, has_many = "pv" in message, "pvs" in message
+    one, many = words.one, words.many
+    has_one, has_many = one in message, many in message
     if has_one and has_many:
-        raise ProtocolError("bad_field", "Give either 'pv' or 'pvs', not both", rid, action)
+        raise ProtocolError("bad_field", f"Give either '{one}' or '{many}', not both", rid, action)
     if single_only and has_many:
-        raise ProtocolError("bad_field", f"'{action}' takes one 'pv', not 'pvs'", rid, action)
+        raise ProtocolError("bad_field", f"'{action}' takes one '{one}', not '{many}'", rid, action)
     if not has_one and not has_many:
-        raise ProtocolError("missing_field", f"'{action}' needs 'pv' (a name) or 'pvs' (a list of names)",
+        raise ProtocolError("missing_field", f"'{action}' needs '{one}' (a name) or '{many}' (a list of names)",
                             rid, action)
     if has_one:
-        raw = message["pv"]
+        raw = message[one]
         if not isinstance(raw, str):
-            raise ProtocolError("bad_field", f"'pv' must be a string, got {_kind(raw)}", rid, action)
+            raise ProtocolError("bad_field", f"'{one}' must be a string, got {_kind(raw)}", rid, action)
         candidates = [raw]
     else:
-        raw = message["pvs"]
+        raw = message[many]
         if not isinstance(raw, list):
-            raise ProtocolError("bad_field", f"'pvs' must be a list of strings, got {_kind(raw)}", rid, action)
+            raise ProtocolError("bad_field", f"'{many}' must be a list of strings, got {_kind(raw)}", rid, action)
         if not raw:
-            raise ProtocolError("bad_field", "'pvs' is empty", rid, action)
+            raise ProtocolError("bad_field", f"'{many}' is empty", rid, action)
         if len(raw) > limits.max_names_per_request:
             raise ProtocolError(
                 "too_many",
@@ -149,28 +173,29 @@ def _names_into(request: PvRequest, message: dict[str, Any], limits: Limits, *, 
                 rid, action)
         for i, item in enumerate(raw):
             if not isinstance(item, str):
-                raise ProtocolError("bad_field", f"'pvs' item {i} must be a string, got {_kind(item)}", rid, action)
+                raise ProtocolError("bad_field", f"'{many}' item {i} must be a string, got {_kind(item)}", rid,
+                                    action)
         candidates = raw
     seen: set[str] = set()
     for name in candidates:
         if name in seen:
             continue
         seen.add(name)
-        why = name_problem(name, limits.max_name_length)
+        why = name_problem(name, limits.max_name_length, words.noun)
         if why is None:
             request.names.append(name)
         else:
             request.invalid.append((name, why))
 
 
-def name_problem(name: str, max_length: int) -> str | None:
-    """Why ``name`` cannot be a PV name, or None if it can."""
+def name_problem(name: str, max_length: int, noun: str = "PV") -> str | None:
+    """Why ``name`` cannot be a PV (or device) name, or None if it can."""
     if not name:
-        return "PV name is empty"
+        return f"{noun} name is empty"
     if len(name) > max_length:
-        return f"PV name is {len(name)} characters long; at most {max_length} (OAS_MAX_NAME_LENGTH)"
+        return f"{noun} name is {len(name)} characters long; at most {max_length} (OAS_MAX_NAME_LENGTH)"
     if not name.isascii() or not name.isprintable() or any(ch.isspace() for ch in name):
-        return f"PV name {name[:60]!r} contains spaces, control or non-ASCII characters"
+        return f"{noun} name {name[:60]!r} contains spaces, control or non-ASCII characters"
     return None
 
 

@@ -55,3 +55,32 @@ def monitor_text(msg: dict[str, Any], units: str | None) -> str:
 def connection_text(pv: str, connected: bool) -> str:
     """pycaserver ``connection`` message."""
     return '{"msg_type":"connection","pvname":' + dumps(pv) + ',"conn":' + _bool(connected) + "}"
+
+
+def device_value_text(msg: dict[str, Any], device: str, signal: str, writable: bool, connected: bool) -> str:
+    """device-socket value message; ``connected`` is the device's (all its signals), as in 0.1.1."""
+    return (
+        '{"device":' + dumps(device)
+        + ',"value":' + msg["value"]
+        + ',"timestamp":' + dumps(msg["timestamp"])
+        + ',"connected":' + _bool(connected)
+        + ',"read_access":' + _bool(msg["read_access"])
+        + ',"write_access":' + _bool(msg["write_access"] and writable)
+        + ',"signal":' + dumps(signal)
+        + ',"signal_connected":' + _bool(msg["connected"])
+        + ',"severity":' + dumps(msg.get("severity"))
+        + "}"
+    )
+
+
+def device_meta_text(msg: dict[str, Any], device: str, signal: str, writable: bool, connected: bool) -> str:
+    """device-socket metadata message: the PV metadata fields plus ``device`` and ``signal``."""
+    meta = dict(msg["meta"])
+    meta["signal_connected"] = bool(meta.get("connected"))
+    meta["connected"] = connected
+    meta["write_access"] = bool(meta.get("write_access")) and writable
+    meta["sub_type"] = "meta"
+    meta["obj"] = device
+    meta["device"] = device
+    meta["signal"] = signal
+    return dumps(meta)

@@ -12,10 +12,12 @@ from devices import messages as m
 from devices.layer_io import serve_channel
 from devices.startup.registry import DeviceRegistry
 from devices.startup.reload import registry_reload
+from devices.topics import parse_device_topic
 from ophydsite.settings.oas import OasSettings
 
 from .ca_context import ca_executor
 from .ca_source import CaSource
+from .device_sources import DevicePlans, device_source
 from .entry import PvEntry, SourceFactory
 from .publisher import Publisher
 from .setter import SetOutcome, perform_set
@@ -43,6 +45,7 @@ class Bridge:
         self.publisher = Publisher(layer)
         self.started = asyncio.Event()
         self.registry = DeviceRegistry()
+        self.plans = DevicePlans(self.registry)
         self._reload_lock = asyncio.Lock()
 
     async def run(self) -> None:
@@ -79,6 +82,8 @@ class Bridge:
             self._start_set(message)
         elif kind == m.RELOAD:
             self._start_reload(str(message.get("hub", "")), str(message.get("request", "")))
+        elif kind == m.DESCRIBE:
+            self._start_describe(message)
         else:
             log.warning("unknown bridge command %r", kind)
 
@@ -87,14 +92,73 @@ class Bridge:
         if entry is None:
             loop = asyncio.get_running_loop()
             s = self._settings
+            factory = self._device_source if parse_device_topic(name) else self._source_factory
             entry = PvEntry(name, loop=loop, publisher=self.publisher,
-                            source_factory=self._source_factory,
+                            source_factory=factory,
                             scalar_rate_hz=s.scalar_rate_hz, array_rate_hz=s.array_rate_hz,
                             connect_timeout_s=s.connect_timeout_s, executor=self._executor)
             self.entries[name] = entry
             loop.run_in_executor(self._executor, entry.source.open)
             log.info("opened channel for %s", name)
         return entry
+
+    def _device_source(self, name: str, loop: asyncio.AbstractEventLoop, sink: Any) -> Any:
+        return device_source(self.plans, name, loop, sink)
+
+    def _start_describe(self, message: dict[str, Any]) -> None:
+        """Answer which streams each named device has (computed off the loop: ophyd may
+        create lazy components, which opens CA channels)."""
+        hub, request = str(message.get("hub", "")), str(message.get("request", ""))
+        names = [n for n in message.get("devices") or [] if isinstance(n, str)]
+        if not hub:
+            return
+
+        def describe() -> dict[str, Any]:
+            plans = {n: self.plans.plan(n) for n in names}
+            return {"devices": {n: (p.as_dict() if p else None) for n, p in plans.items()},
+                    "known": self.registry.names()}
+
+        async def run() -> None:
+            try:
+                outcome = await asyncio.get_running_loop().run_in_executor(self._executor, describe)
+            except Exception as exc:  # noqa: BLE001 - report, never crash the bridge
+                log.exception("describing devices failed")
+                outcome = {"status": "error", "error": repr(exc), "devices": {}, "known": self.registry.names()}
+            self.publisher.to_channel((hub, "reply", request), hub,
+                                      {"type": m.REPLY, "request": request, "outcome": outcome})
+
+        self._track(asyncio.create_task(run()))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._sets.add(task)
+        task.add_done_callback(self._sets.discard)
+
+    async def _rebind_devices(self) -> None:
+        """After a reload, point every device topic at the object the registry now holds."""
+        loop = asyncio.get_running_loop()
+        topics = [n for n in self.entries if parse_device_topic(n)]
+
+        def stale() -> list[str]:
+            out = []
+            for topic in topics:
+                entry = self.entries.get(topic)
+                found = self.plans.target(topic)
+                now = None if isinstance(found, str) else found[0]
+                if entry is not None and getattr(entry.source, "obj", None) is not now:
+                    out.append(topic)
+            return out
+
+        for topic in await loop.run_in_executor(self._executor, stale):
+            old = self.entries.pop(topic, None)
+            if old is None:
+                continue
+            old.close()
+            await loop.run_in_executor(self._executor, old.source.close)
+            fresh = self._entry(topic)
+            fresh.leases.update(old.leases)
+            log.info("rebound %s to the reloaded device", topic)
+        self.publisher.to_group(("registry",), m.REGISTRY_GROUP,
+                                {"type": m.DEVICES_RELOADED, "devices": self.registry.names()})
 
     def _start_set(self, message: dict[str, Any]) -> None:
         hub, request = str(message.get("hub", "")), str(message.get("request", ""))
@@ -132,13 +196,15 @@ class Bridge:
                 except Exception as exc:  # noqa: BLE001 - report, never crash the bridge
                     log.exception("device reload failed")
                     outcome = {"status": "error", "errors": {"reload": repr(exc)}, "devices": self.registry.names()}
+                try:
+                    await self._rebind_devices()
+                except Exception:  # noqa: BLE001 - subscribers stay on the old objects
+                    log.exception("rebinding device subscriptions after reload failed")
             if hub:
                 self.publisher.to_channel((hub, "reply", request), hub,
                                           {"type": m.REPLY, "request": request, "outcome": outcome})
 
-        task = asyncio.create_task(run())
-        self._sets.add(task)
-        task.add_done_callback(self._sets.discard)
+        self._track(asyncio.create_task(run()))
 
     async def _housekeeping(self) -> None:
         """Release PVs nobody has wanted for the grace period."""

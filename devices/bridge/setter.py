@@ -11,6 +11,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from devices.topics import topic_label
+
 from .entry import PvEntry
 from .putcheck import PutRejected, coerce_for_put
 
@@ -34,18 +36,22 @@ async def perform_set(entry: PvEntry, value: Any, timeout: float) -> SetOutcome:
     started = time.monotonic()
     deadline = loop.time() + timeout
 
+    label = topic_label(entry.name)
+
     def outcome(status: str, message: str, written: Any = None) -> SetOutcome:
         return SetOutcome(status, message, written, round(time.monotonic() - started, 6))
 
     try:
         await asyncio.wait_for(entry.ready.wait(), max(deadline - loop.time(), 0.001))
     except TimeoutError:
-        return outcome("not_connected", f"{entry.name} is not connected (waited {timeout:g} s)")
+        return outcome("not_connected", f"{label} is not connected (waited {timeout:g} s)")
     assert entry.info is not None
     if not entry.access[1]:
-        return outcome("read_only", f"The IOC does not allow writes to {entry.name}")
+        device = label != entry.name
+        why = "is read-only: writes are not allowed" if device else "does not accept writes (IOC access rights)"
+        return outcome("read_only", f"{label} {why}")
     try:
-        coerced = coerce_for_put(entry.name, entry.info, value)
+        coerced = coerce_for_put(label, entry.info, value)
     except PutRejected as exc:
         return outcome(exc.code, exc.message)
 
@@ -57,16 +63,18 @@ async def perform_set(entry: PvEntry, value: Any, timeout: float) -> SetOutcome:
 
     try:
         await loop.run_in_executor(entry.executor, entry.source.put, coerced, on_done)
+    except PutRejected as exc:
+        return outcome(exc.code, exc.message)
     except (ConnectionError, ValueError) as exc:
         status = "not_connected" if isinstance(exc, ConnectionError) else "bad_value"
         return outcome(status, str(exc))
     try:
         ok, message = await asyncio.wait_for(asyncio.shield(done), max(deadline - loop.time(), 0.001))
     except TimeoutError:
-        return outcome("timeout", f"{entry.name} did not complete the write within {timeout:g} s", coerced)
+        return outcome("timeout", f"{label} did not complete the write within {timeout:g} s", coerced)
     if not ok:
-        return outcome("ioc_refused", f"The IOC refused the write to {entry.name}: {message}", coerced)
-    return outcome("done", f"Set {entry.name} to {coerced!r}", coerced)
+        return outcome("ioc_refused", f"The write to {label} failed: {message}", coerced)
+    return outcome("done", f"Set {label} to {coerced!r}", coerced)
 
 
 def _settle(future: asyncio.Future[tuple[bool, str]], result: tuple[bool, str]) -> None:

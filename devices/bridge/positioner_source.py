@@ -1,0 +1,113 @@
+"""An ophyd positioner as a bridge Source: its position streams, a set moves it.
+
+Works for any ophyd ``PositionerBase`` (EpicsMotor, SoftPositioner, a pseudo axis): the
+position comes from the positioner's ``readback`` event, connection and alarms from the
+metadata of its EPICS signals (if it has any), and limits, units and precision from the
+positioner itself, so a motor's soft-limit change reaches clients and the set checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from ophyd.signal import EpicsSignalBase
+from ophyd.utils import LimitError
+
+from .putcheck import PutRejected
+from .source import ChannelInfo, PropertyEvent, PutCallback, SourceSink, ValueEvent
+
+# Signals whose metadata tells a motor's connection, alarm and limits.
+_WATCHED = ("user_readback", "user_setpoint")
+
+
+class PositionerSource:
+    """One positioner of a registered device behind the Source interface."""
+
+    def __init__(self, name: str, loop: asyncio.AbstractEventLoop, sink: SourceSink, positioner: Any) -> None:
+        self.name = name
+        self._loop = loop
+        self._sink = sink
+        self._positioner = positioner
+        self._watched = [s for s in (getattr(positioner, a, None) for a in _WATCHED)
+                         if isinstance(s, EpicsSignalBase)]
+        self._subs: list[tuple[Any, int]] = []
+        self._alarm: tuple[Any, Any] = (None, None)
+        self._connected: bool | None = None
+
+    def open(self) -> None:
+        for signal in self._watched:
+            self._subs.append((signal, signal.subscribe(self._on_meta, event_type=signal.SUB_META, run=True)))
+        positioner = self._positioner
+        self._subs.append((positioner, positioner.subscribe(
+            self._on_readback, event_type=positioner.SUB_READBACK, run=True)))
+        if not self._watched:  # a soft or pseudo positioner: connected when its parts are
+            self._on_meta()
+            if positioner.connected:
+                self._on_readback(value=positioner.position, timestamp=None)
+
+    def _hand_off(self, fn: Callable[[Any], None], arg: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, arg)
+        except RuntimeError:
+            pass  # the loop is closed: this bridge has shut down
+
+    def _on_readback(self, value: Any = None, timestamp: float | None = None, **_: Any) -> None:
+        """Runs on ophyd's callback thread. Must not block."""
+        if isinstance(value, tuple) and len(value) == 1:
+            value = value[0]
+        self._hand_off(self._sink.source_value, ValueEvent(value, timestamp, *self._alarm))
+
+    def _on_meta(self, severity: Any = None, status: Any = None, **_: Any) -> None:
+        """Runs on ophyd's callback thread. Must not block: reads cached attributes only."""
+        if severity is not None:
+            self._alarm = (severity, status)
+        connected = bool(self._positioner.connected)
+        if connected != self._connected:
+            self._connected = connected
+            self._hand_off(self._sink.source_connection, connected)
+        self._hand_off(self._sink.source_access, (True, True))
+        if connected:
+            info = self._facts()
+            self._hand_off(self._sink.source_property, PropertyEvent(
+                units=info.units, precision=info.precision, lower_ctrl_limit=info.lower_ctrl_limit,
+                upper_ctrl_limit=info.upper_ctrl_limit, enum_strs=None))
+
+    def _facts(self) -> ChannelInfo:
+        positioner = self._positioner
+        try:
+            low, high = positioner.limits
+        except Exception:  # noqa: BLE001 - a positioner without limits
+            low = high = None
+        precision = getattr(positioner, "precision", None)
+        if precision is None and self._watched:
+            precision = self._watched[0].metadata.get("precision")
+        units = getattr(positioner, "egu", None) or None
+        return ChannelInfo(kind="float", count=1, units=units, precision=precision,
+                           lower_ctrl_limit=low, upper_ctrl_limit=high, access=(True, True))
+
+    def info(self, timeout: float) -> ChannelInfo | None:
+        try:
+            self._positioner.wait_for_connection(timeout=timeout)
+        except TimeoutError:
+            return None
+        return self._facts()
+
+    def put(self, value: Any, done: PutCallback) -> None:
+        """Move; the ophyd Status reports when the move ends or fails."""
+        try:
+            status = self._positioner.set(value)
+        except LimitError as exc:
+            raise PutRejected("out_of_limits", f"{self._positioner.name}: {exc}") from None
+
+        def finished(st: Any) -> None:
+            error = st.exception() if st.done else None
+            done(bool(st.success), "" if st.success else str(error or "the move did not succeed"))
+
+        status.add_callback(finished)
+
+    def close(self) -> None:
+        subs, self._subs = self._subs, []
+        for obj, token in subs:
+            obj.unsubscribe(token)  # only ours: other clients' callbacks stay

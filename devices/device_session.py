@@ -1,0 +1,329 @@
+"""The /api/v1/device-socket protocol (ophyd-websocket 0.1.1 compatible, with additions).
+
+A device is a set of bridge topics, one per streamed signal (bridge/device_plan.py); the
+bridge describes each device once and this session subscribes to its topics through the
+process hub, so device signals share the PV machinery: one channel per signal for every
+client, rate cap, latest-wins mailboxes. ``connected`` in every message is the device's:
+true only while all its streamed signals are connected (``signal_connected`` is the one
+signal's own state). See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import wire
+from .bridge.device_plan import DevicePlan
+from .hub import Update
+from .requests import DEVICE_WORDS, ProtocolError, PvRequest, decode_frame, parse_request
+from .session import Session
+
+READ_WRITE = "rw"
+READ_ONLY = "ro"
+KNOWN_SHOWN = 20  # device names listed in an "unknown device" error
+
+
+@dataclass
+class DeviceSub:
+    """One device this socket follows."""
+
+    plan: DevicePlan
+    mode: str
+    connected: dict[str, bool] = field(default_factory=dict)  # topic -> latest connection state
+    aggregate: bool = False
+
+    @property
+    def topics(self) -> list[str]:
+        return [s.topic for s in self.plan.streams]
+
+    def signal_of(self, topic: str) -> str:
+        return next((s.signal for s in self.plan.streams if s.topic == topic), topic)
+
+    def recompute(self) -> bool:
+        """Update the aggregate connection state; True if it changed."""
+        now = bool(self.plan.streams) and all(self.connected.get(t, False) for t in self.topics)
+        changed = now != self.aggregate
+        self.aggregate = now
+        return changed
+
+
+class DeviceSession(Session):
+    """One device-socket connection."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.subscribed: dict[str, DeviceSub] = {}  # device -> subscription
+        self._held: dict[str, DeviceSub] = {}  # subscribeSafely waiting for the connection
+        self._topics: dict[str, str] = {}  # topic -> device, for subscribed and held devices
+        self.hub.listen_registry(self)
+
+    # --- delivery from the hub --------------------------------------------------------------
+
+    def deliver(self, topic: str, update: Update) -> None:
+        device = self._topics.get(topic)
+        sub = self.subscribed.get(device) if device is not None else None
+        if sub is None or device is None:
+            return  # a held (subscribeSafely) device is delivered from the hub's state on confirm
+        sub.connected[topic] = update.connected
+        if sub.recompute():
+            for other in sub.topics:  # every signal's messages now carry the new device state
+                if other != topic:
+                    for current in self.hub.current(other):
+                        self._put(device, sub, other, current)
+        self._put(device, sub, topic, update)
+
+    def _put(self, device: str, sub: DeviceSub, topic: str, update: Update) -> None:
+        writable, connected = sub.mode == READ_WRITE, sub.aggregate
+        signal = sub.signal_of(topic)
+        if update.kind == "meta":
+            text = update.text(("dev-meta", writable, connected),
+                               lambda: wire.device_meta_text(update.msg, device, signal, writable, connected))
+        else:
+            text = update.text(("dev-value", writable, connected),
+                               lambda: wire.device_value_text(update.msg, device, signal, writable, connected))
+        self.mailbox.put_latest((topic, update.kind), text)
+
+    def _redeliver(self, device: str) -> None:
+        sub = self.subscribed.get(device)
+        if sub is None:
+            return
+        for topic in sub.topics:
+            for update in self.hub.current(topic):
+                sub.connected[topic] = update.connected
+        sub.recompute()
+        for topic in sub.topics:
+            for update in self.hub.current(topic):
+                self._put(device, sub, topic, update)
+
+    # --- requests ---------------------------------------------------------------------------
+
+    async def receive(self, text: str | None, data: bytes | None = None) -> None:
+        try:
+            request = parse_request(decode_frame(text, data, self.limits), self.limits, DEVICE_WORDS)
+        except ProtocolError as exc:
+            self.error(exc)
+            return
+        handler = getattr(self, "_do_" + request.action)
+        await self.guarded(handler(request), request.request_id)
+
+    async def _describe(self, names: list[str]) -> tuple[dict[str, DevicePlan], list[dict[str, str]]]:
+        """Plans of the named devices from the bridge, and a failure entry for each unknown one."""
+        if not names:
+            return {}, []
+        reply = await self.hub.describe(names)
+        if reply.get("status") in {"bridge_unavailable", "error"}:
+            why = str(reply.get("error") or "the bridge could not describe the devices")
+            return {}, [{"device": n, "error": why, "code": "bridge_unavailable"} for n in names]
+        plans: dict[str, DevicePlan] = {}
+        failed: list[dict[str, str]] = []
+        known = list(reply.get("known") or [])
+        for name in names:
+            raw = (reply.get("devices") or {}).get(name)
+            if raw:
+                plans[name] = DevicePlan.from_dict(raw)
+            else:
+                failed.append({"device": name, "error": _unknown(name, known), "code": "unknown_device"})
+        return plans, failed
+
+    async def _do_subscribe(self, request: PvRequest, mode: str = READ_WRITE) -> None:
+        fresh, already, failed = self._partition(request)
+        plans, unknown = await self._describe(fresh)
+        failed += unknown
+        for name in already:
+            sub = self.subscribed.get(name)
+            if sub is not None and sub.mode != mode:
+                sub.mode = mode
+                self._redeliver(name)
+        topics: list[str] = []
+        for name, plan in plans.items():
+            if self.ended or name in self.subscribed or name in self._held:
+                continue
+            self.subscribed[name] = DeviceSub(plan, mode)
+            for topic in [s.topic for s in plan.streams]:
+                self._topics[topic] = name
+                topics.append(topic)
+        self._summary(list(plans), already, failed, request.request_id, plans)
+        if topics:
+            await self.hub.subscribe(self, topics)  # type: ignore[arg-type]
+
+    async def _do_subscribeReadOnly(self, request: PvRequest) -> None:  # noqa: N802 - protocol name
+        await self._do_subscribe(request, READ_ONLY)
+
+    async def _do_subscribeSafely(self, request: PvRequest) -> None:  # noqa: N802 - protocol name
+        fresh, already, failed = self._partition(request)
+        plans, unknown = await self._describe(fresh)
+        failed += unknown
+        topics: list[str] = []
+        for name, plan in plans.items():
+            self._held[name] = DeviceSub(plan, READ_WRITE)
+            for stream in plan.streams:
+                self._topics[stream.topic] = name
+                topics.append(stream.topic)
+        if topics:
+            await self.hub.subscribe(self, topics)  # type: ignore[arg-type]
+        self.background(self._confirm(list(plans), already, failed, request.request_id), request.request_id)
+
+    async def _confirm(self, names: list[str], already: list[str], failed: list[dict[str, str]],
+                       request_id: Any) -> None:
+        timeout = self.settings.connect_timeout_s
+        subscribed: list[str] = []
+        plans: dict[str, DevicePlan] = {}
+        for name in names:
+            sub = self._held.get(name)
+            if sub is None:
+                continue
+            results = await asyncio.gather(*(self.hub.wait_connected(t, timeout) for t in sub.topics))
+            self._held.pop(name, None)
+            missing = [sub.signal_of(t) for t, ok in zip(sub.topics, results, strict=True) if not ok]
+            if not missing and not self.ended:
+                self.subscribed[name] = sub
+                subscribed.append(name)
+                plans[name] = sub.plan
+                self._redeliver(name)
+            else:
+                failed.append({"device": name, "error": (
+                    f"Device {name} did not connect within {timeout:g} s (not connected: {', '.join(missing)})")})
+                await self._drop_topics(sub.topics)
+        self._summary(subscribed, already, failed, request_id, plans)
+
+    async def _do_unsubscribe(self, request: PvRequest) -> None:
+        unsubscribed = [n for n in request.names if n in self.subscribed]
+        missing = [n for n in request.names if n not in self.subscribed] + [n for n, _ in request.invalid]
+        topics: list[str] = []
+        for name in unsubscribed:
+            topics += self.subscribed.pop(name).topics
+        self.reply({"action": "unsubscribe", "unsubscribed": unsubscribed, "not_subscribed": missing},
+                   request.request_id)
+        await self._drop_topics(topics)
+
+    async def _drop_topics(self, topics: list[str]) -> None:
+        for topic in topics:
+            self._topics.pop(topic, None)
+            self.mailbox.drop(topic)
+        if topics:
+            await self.hub.unsubscribe(self, topics)  # type: ignore[arg-type]
+
+    async def _do_set(self, request: PvRequest) -> None:
+        name, rid = request.names[0], request.request_id
+        sub = self.subscribed.get(name)
+        if sub is not None and sub.mode == READ_ONLY:
+            raise ProtocolError("read_only", f"{name} is subscribed read-only (subscribeReadOnly); "
+                                "subscribe with 'subscribe' to write", rid, "set")
+        if sub is not None:
+            plan = sub.plan
+        else:
+            plans, unknown = await self._describe([name])
+            if unknown:
+                raise ProtocolError(unknown[0]["code"], unknown[0]["error"], rid, "set")
+            plan = plans[name]
+        signal = request.signal or plan.set_default
+        signals = ", ".join(s.signal for s in plan.streams)
+        if signal is None:
+            raise ProtocolError("bad_field", f"Device {name} has several signals; name the one to set with "
+                                f"'signal': {signals}", rid, "set")
+        stream = plan.stream(signal)
+        if stream is None:
+            raise ProtocolError("bad_field", f"Device {name} has no signal {signal!r}; its signals: {signals}",
+                                rid, "set")
+        timeout = request.timeout or self.settings.set_timeout_s
+        self.background(self._set(name, signal, stream.topic, request.value, timeout, rid), rid)
+
+    async def _set(self, name: str, signal: str, topic: str, value: Any, timeout: float, rid: Any) -> None:
+        outcome = await self.hub.set(topic, value, timeout)
+        status = outcome.get("status", "error")
+        if status == "done":
+            self.reply({"action": "set", "status": "done", "device": name, "signal": signal,
+                        "message": f"Successfully set {name} to {value}", "written": outcome.get("value"),
+                        "duration": outcome.get("duration_s")}, rid)
+        else:
+            self.reply({"error": outcome.get("message", "set failed"), "code": status, "status": status,
+                        "action": "set", "device": name, "signal": signal}, rid)
+
+    async def _do_refresh(self, request: PvRequest) -> None:
+        names = list(self.subscribed)
+        self.reply({"message": f"Refreshed {len(names)} devices", "action": "refresh", "devices": len(names)},
+                   request.request_id)
+        for name in names:
+            self._redeliver(name)
+
+    # --- reloads ----------------------------------------------------------------------------
+
+    def registry_reloaded(self, devices: list[str]) -> None:
+        """Runs on the loop when the bridge reloaded: follow the new objects or report them gone."""
+        if not self.ended and self.subscribed:
+            self.background(self._follow_reload(set(devices)))
+
+    async def _follow_reload(self, devices: set[str]) -> None:
+        gone = [n for n in self.subscribed if n not in devices]
+        for name in gone:
+            sub = self.subscribed.pop(name)
+            self.reply({"error": f"Device {name} is no longer in the device registry after a reload; "
+                        "it was unsubscribed", "code": "device_gone", "device": name})
+            await self._drop_topics(sub.topics)
+        kept = list(self.subscribed)
+        plans, _ = await self._describe(kept)
+        for name, plan in plans.items():
+            sub = self.subscribed.get(name)
+            if sub is None:
+                continue
+            old, new = set(sub.topics), {s.topic for s in plan.streams}
+            sub.plan = plan
+            sub.connected = {t: c for t, c in sub.connected.items() if t in new}
+            for topic in new - old:
+                self._topics[topic] = name
+            await self._drop_topics(sorted(old - new))
+            if new - old:
+                await self.hub.subscribe(self, sorted(new - old))  # type: ignore[arg-type]
+            self._redeliver(name)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _partition(self, request: PvRequest) -> tuple[list[str], list[str], list[dict[str, str]]]:
+        fresh: list[str] = []
+        already: list[str] = []
+        failed = [{"device": n, "error": why} for n, why in request.invalid]
+        room = self.settings.max_subscriptions - len(self.subscribed) - len(self._held)
+        for name in request.names:
+            if name in self.subscribed or name in self._held:
+                already.append(name)
+            elif room <= 0:
+                failed.append({"device": name, "error": (
+                    f"Subscription limit of {self.settings.max_subscriptions} devices per socket reached "
+                    "(OAS_MAX_SUBSCRIPTIONS); unsubscribe from some first")})
+            else:
+                fresh.append(name)
+                room -= 1
+        return fresh, already, failed
+
+    def _summary(self, subscribed: list[str], already: list[str], failed: list[dict[str, str]],
+                 request_id: Any, plans: dict[str, DevicePlan]) -> None:
+        payload: dict[str, Any] = {"action": "subscribe", "subscribed": subscribed,
+                                   "already_subscribed": already, "failed": failed}
+        if plans:
+            payload["details"] = {n: _details(p) for n, p in plans.items() if n in subscribed}
+        self.reply(payload, request_id)
+
+    async def end(self) -> None:
+        if self.ended:
+            return
+        self.hub.unlisten_registry(self)
+        topics = list(self._topics)
+        self.subscribed.clear()
+        self._held.clear()
+        self._topics.clear()
+        await super().end()
+        if topics:
+            await self.hub.unsubscribe(self, topics)  # type: ignore[arg-type]
+
+
+def _details(plan: DevicePlan) -> dict[str, Any]:
+    """What a client learns about a device on subscribe (an addition to the 0.1.1 summary)."""
+    return {"class": plan.device_class, "kind": plan.kind, "signals": [s.signal for s in plan.streams],
+            "set_default": plan.set_default, "truncated": plan.truncated, "components": plan.components}
+
+
+def _unknown(name: str, known: list[str]) -> str:
+    shown = ", ".join(known[:KNOWN_SHOWN]) + (", ..." if len(known) > KNOWN_SHOWN else "")
+    return f"{name} is not in the device registry (known devices: {shown or 'none loaded'})"
