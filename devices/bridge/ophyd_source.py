@@ -63,8 +63,9 @@ class OphydSignalSource:
         """Runs on ophyd's callback thread. Must not block: hands each kind of change on."""
         self._alarm = (severity, status)
         if connected is not None and connected != self._connected:
-            self._connected = connected
-            self._hand_off(self._sink.source_connection, bool(connected))
+            first, self._connected = self._connected is None, connected
+            if connected or not first:  # still connecting at open is not news (the entry announces it)
+                self._hand_off(self._sink.source_connection, bool(connected))
         if read_access is not None and write_access is not None:
             writable = bool(write_access) or self._mover is not None
             self._hand_off(self._sink.source_access, (bool(read_access), writable))

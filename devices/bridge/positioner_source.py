@@ -65,8 +65,9 @@ class PositionerSource:
             self._alarm = (severity, status)
         connected = bool(self._positioner.connected)
         if connected != self._connected:
-            self._connected = connected
-            self._hand_off(self._sink.source_connection, connected)
+            first, self._connected = self._connected is None, connected
+            if connected or not first:  # still connecting at open is not news (the entry announces it)
+                self._hand_off(self._sink.source_connection, connected)
         self._hand_off(self._sink.source_access, (True, True))
         if connected:
             info = self._facts()

@@ -61,3 +61,131 @@ async def test_subscribe_signal_gets_summary_meta_and_value(loaded, ws):
     assert meta["lower_ctrl_limit"] == -100.0 and meta["connected"] is True
     assert value["signal"] == "m1_sp" and value["connected"] is True and value["write_access"] is True
     assert isinstance(value["value"], float)
+
+
+async def test_custom_device_streams_each_signal_with_aggregate_connection(loaded, ws):
+    client = await ws(PATH)
+    await client.send({"action": "subscribe", "devices": ["stage"], "id": "s"})
+    summary = await client.next(reply("s"))  # replies go out before stream data
+    assert summary["subscribed"] == ["stage"]
+    assert summary["details"]["stage"]["signals"] == ["stage_sp", "stage_rbv"]
+    tree = summary["details"]["stage"]["components"]
+    assert [(c["attr"], c["class"], c["pv"]) for c in tree] == [("sp", "EpicsSignal", "TST:m2:sp"),
+                                                               ("rbv", "EpicsSignalRO", "TST:m2:rbv")]
+    # Once both signals are connected, each signal's messages carry the device's state: connected.
+    sp_up, rbv_up = await client.expect_all(lambda m: value_of("stage", "stage_sp")(m) and m["connected"],
+                                            lambda m: value_of("stage", "stage_rbv")(m) and m["connected"])
+    assert sp_up["signal_connected"] and rbv_up["signal_connected"]
+    assert rbv_up["write_access"] is False and sp_up["write_access"] is True
+
+
+async def test_unknown_device_fails_in_the_summary_with_the_known_names(loaded, ws):
+    client = await ws(PATH)
+    await client.send({"action": "subscribe", "devices": ["m1_sp", "nope"], "id": 2})
+    summary = await client.next(reply(2))
+    assert summary["subscribed"] == ["m1_sp"]
+    [failure] = summary["failed"]
+    assert failure["device"] == "nope" and failure["code"] == "unknown_device"
+    assert "not in the device registry" in failure["error"] and "stage" in failure["error"]
+
+
+async def test_set_signal_done_then_errors_for_limits_type_and_read_only(loaded, ws):
+    client = await ws(PATH)
+    await client.send({"action": "subscribe", "device": "m1_sp"})
+    await client.next(value_of("m1_sp"))
+    await client.send({"action": "set", "device": "m1_sp", "value": 4.5, "timeout": 5, "id": "ok"})
+    done, value = await client.expect_all(reply("ok"), lambda m: value_of("m1_sp")(m) and m["value"] == 4.5)
+    assert done["status"] == "done" and done["message"].startswith("Successfully set m1_sp")
+    assert done["device"] == "m1_sp" and done["signal"] == "m1_sp"
+
+    await client.send({"action": "set", "device": "m1_sp", "value": 500, "id": "lim"})
+    err = await client.next(reply("lim"))
+    assert err["code"] == "out_of_limits" and "m1_sp" in err["error"]
+    await client.send({"action": "set", "device": "m1_sp", "value": "fast", "id": "bad"})
+    assert (await client.next(reply("bad")))["code"] == "bad_value"
+    await client.send({"action": "set", "device": "m1_rbv", "value": 1, "id": "ro"})
+    err = await client.next(reply("ro"))
+    assert err["code"] == "read_only" and "m1_rbv" in err["error"]
+    await client.send({"action": "set", "device": "ghost", "value": 1, "id": "unk"})
+    err = await client.next(reply("unk"))
+    assert err["code"] == "unknown_device" and err["action"] == "set"
+
+
+async def test_pseudo_positioner_moves_an_axis_and_needs_a_signal_name(loaded, ws):
+    client = await ws(PATH)
+    await client.send({"action": "subscribe", "device": "slit", "id": 1})
+    summary = await client.next(reply(1))
+    assert summary["details"]["slit"]["kind"] == "pseudo"
+    assert summary["details"]["slit"]["signals"] == ["slit_gap", "slit_centre", "slit_top", "slit_bottom"]
+    await client.send({"action": "set", "device": "slit", "value": 1.0, "id": "which"})
+    err = await client.next(reply("which"))
+    assert err["code"] == "bad_field" and "slit_gap" in err["error"]
+    await client.send({"action": "set", "device": "slit", "signal": "slit_gap", "value": 4.0, "id": "gap"})
+    done, top = await client.expect_all(
+        reply("gap"), lambda m: value_of("slit", "slit_top")(m) and m["value"] == pytest.approx(2.0))
+    assert done["status"] == "done" and done["signal"] == "slit_gap"
+    await client.send({"action": "set", "device": "slit", "signal": "slit_nope", "value": 1, "id": "x"})
+    assert (await client.next(reply("x")))["code"] == "bad_field"
+
+
+async def test_unsubscribe_single_and_many_with_summaries(loaded, ws):
+    client = await ws(PATH)
+    await client.send({"action": "subscribe", "devices": ["m1_sp", "stage", "slit"], "id": 1})
+    await client.next(reply(1))
+    await client.send({"action": "unsubscribe", "device": "m1_sp", "id": 2})
+    assert (await client.next(reply(2)))["unsubscribed"] == ["m1_sp"]
+    await client.send({"action": "unsubscribe", "devices": ["stage", "slit", "never"], "id": 3})
+    summary = await client.next(reply(3))
+    assert summary == {"action": "unsubscribe", "unsubscribed": ["stage", "slit"], "not_subscribed": ["never"],
+                       "id": 3}
+    await client.send({"action": "refresh", "id": 4})
+    refreshed = await client.next(reply(4))
+    assert refreshed["devices"] == 0
+    assert [m for m in await client.drain(0.5) if "device" in m] == []
+
+
+async def test_refresh_resends_current_values(loaded, ws):
+    client = await ws(PATH)
+    await client.send({"action": "subscribe", "device": "m1_sp"})
+    await client.next(value_of("m1_sp"))
+    await client.drain(0.3)
+    await client.send({"action": "refresh", "id": "r"})
+    answer, meta, value = await client.expect_all(reply("r"), meta_of("m1_sp"), value_of("m1_sp"))
+    assert answer["message"] == "Refreshed 1 devices" and value["connected"] is True
+
+
+async def test_one_clients_unsubscribe_leaves_the_other_streaming(loaded, ws):
+    a, b = await ws(PATH), await ws(PATH)
+    for client in (a, b):
+        await client.send({"action": "subscribe", "device": "m1_sp"})
+        await client.next(value_of("m1_sp"))
+    await a.send({"action": "unsubscribe", "device": "m1_sp", "id": 1})
+    await a.next(reply(1))
+    await b.send({"action": "set", "device": "m1_sp", "value": -3.25, "id": 2})
+    await b.expect_all(reply(2), lambda m: value_of("m1_sp")(m) and m["value"] == -3.25)
+
+
+async def test_read_only_subscription_refuses_sets(loaded, ws):
+    client = await ws(PATH)
+    await client.send({"action": "subscribeReadOnly", "device": "m1_sp"})
+    value = await client.next(value_of("m1_sp"))
+    assert value["write_access"] is False
+    await client.send({"action": "set", "device": "m1_sp", "value": 1, "id": 9})
+    err = await client.next(reply(9))
+    assert err["code"] == "read_only" and err["id"] == 9
+
+
+async def test_bad_requests_get_errors_and_the_socket_stays(loaded, ws):
+    client = await ws(PATH)
+    await client.send("not json")
+    assert (await client.next())["code"] == "bad_json"
+    await client.send({"action": "fly", "id": 1})
+    err = await client.next(reply(1))
+    assert err["code"] == "unknown_action" and '"device": "motor1"' in err["error"]
+    await client.send({"action": "subscribe", "pv": "m1_sp", "id": 2})
+    err = await client.next(reply(2))
+    assert err["code"] == "missing_field" and "'devices'" in err["error"]
+    await client.send({"action": "set", "device": "m1_sp", "id": 3})
+    assert (await client.next(reply(3)))["code"] == "missing_field"
+    await client.send({"action": "subscribe", "device": "m1_sp", "id": 4})
+    assert (await client.next(reply(4)))["subscribed"] == ["m1_sp"]
