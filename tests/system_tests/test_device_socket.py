@@ -189,3 +189,52 @@ async def test_bad_requests_get_errors_and_the_socket_stays(loaded, ws):
     assert (await client.next(reply(3)))["code"] == "missing_field"
     await client.send({"action": "subscribe", "device": "m1_sp", "id": 4})
     assert (await client.next(reply(4)))["subscribed"] == ["m1_sp"]
+
+
+GHOST = "from ophyd import EpicsSignal\nghost = EpicsSignal('TST:does_not_exist', name='ghost')\n"
+
+
+async def test_subscribe_safely_confirms_connected_devices_and_refuses_dead_ones(loaded, startup_dir, ws):
+    (startup_dir / "70_ghost.py").write_text(GHOST)
+    hub = await get_hub()
+    assert "ghost" in (await hub.reload_devices(60.0))["devices"]
+    client = await ws(PATH)
+    await client.send({"action": "subscribeSafely", "devices": ["stage", "ghost"], "id": "safe"})
+    summary, _ = await client.expect_all(reply("safe"), value_of("stage", "stage_sp"), timeout=15)
+    assert summary["subscribed"] == ["stage"]
+    [failure] = summary["failed"]
+    assert failure["device"] == "ghost" and "did not connect" in failure["error"] and "ghost" in failure["error"]
+    await client.send({"action": "set", "device": "ghost", "value": 1, "timeout": 1, "id": "g"})
+    err = await client.next(reply("g"), timeout=15)
+    assert err["code"] == "not_connected" and "ghost" in err["error"]
+
+
+async def test_plain_subscribe_to_a_dead_device_reports_it_not_connected(loaded, startup_dir, ws):
+    (startup_dir / "70_ghost.py").write_text(GHOST)
+    await (await get_hub()).reload_devices(60.0)
+    client = await ws(PATH)
+    await client.send({"action": "subscribe", "device": "ghost", "id": 1})
+    assert (await client.next(reply(1)))["subscribed"] == ["ghost"]
+    value = await client.next(value_of("ghost"), timeout=15)
+    assert value["connected"] is False and value["value"] is None
+
+
+async def test_reload_rebinds_subscribers_to_the_new_object_or_says_gone(loaded, startup_dir, ws, async_client):
+    client = await ws(PATH)
+    await client.send({"action": "subscribe", "devices": ["m1_sp", "stage"], "id": 1})
+    await client.next(reply(1))
+    await client.expect_all(meta_of("m1_sp"), value_of("stage", "stage_sp"))
+    # The edited file points m1_sp at another PV (other units) and no longer defines stage.
+    (startup_dir / "00_signals.py").write_text(
+        "from ophyd import EpicsSignal\nm1_sp = EpicsSignal('TST:m3:sp', name='m1_sp')\n")
+    (startup_dir / "10_device.py").unlink()
+    response = await async_client.post("/api/v1/load-devices")
+    assert response.status_code == 200 and response.json()["removed"] == ["m1_rbv", "stage"]
+    gone, meta = await client.expect_all(
+        lambda m: m.get("code") == "device_gone",
+        lambda m: meta_of("m1_sp")(m) and m["units"] == "um" and m["connected"])
+    assert gone["device"] == "stage" and "no longer" in gone["error"]
+    await client.send({"action": "set", "device": "m1_sp", "value": 12.5, "id": "after"})
+    await client.expect_all(reply("after"), lambda m: value_of("m1_sp")(m) and m["value"] == 12.5)
+    await client.send({"action": "unsubscribe", "device": "stage", "id": 2})
+    assert (await client.next(reply(2)))["not_subscribed"] == ["stage"]
