@@ -9,6 +9,8 @@ from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from .models import AllowedOrigin, DeviceRecord, StartupFile, StartupFileVersion
 from .startup.services import startup_file_check, startup_file_save
@@ -108,15 +110,38 @@ class StartupFileVersionAdmin(SuperuserOnly, admin.ModelAdmin):
 
 @admin.register(DeviceRecord)
 class DeviceRecordAdmin(admin.ModelAdmin):
+    """Read-only: the registry as the bridge last loaded it, with live connection state."""
+
     change_list_template = "admin/devices/reload_button.html"
-    list_display = ["name", "device_class", "source", "connected", "updated_at"]
-    readonly_fields = ["name", "device_class", "components", "source", "connected", "updated_at"]
+    list_display = ["name", "device_class", "source", "connected", "state_at"]
+    list_filter = ["connected"]
+    search_fields = ["name", "device_class", "source"]
+    fields = ["name", "device_class", "source", "connected", "state_at", "component_tree", "updated_at"]
+    readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="Components")
+    def component_tree(self, obj: DeviceRecord) -> SafeString:
+        return _tree_html(obj.components if isinstance(obj.components, list) else [])
+
+
+def _tree_html(nodes: list[Any]) -> SafeString:
+    """Nested list of components: attribute, ophyd name, class, PV."""
+    if not nodes:
+        return format_html("<em>{}</em>", "no components")
+    items = format_html_join("", "<li><code>{}</code> {} <small>{}{}</small>{}</li>", (
+        (n.get("attr", "?"), n.get("name", ""), n.get("class", ""),
+         f" · {n['pv']}" if n.get("pv") else "", _tree_html(n["children"]) if n.get("children") else "")
+        for n in nodes if isinstance(n, dict)))
+    return format_html('<ul class="component-tree">{}</ul>', items)
 
 
 @admin.register(AllowedOrigin)

@@ -60,7 +60,8 @@ class DeviceRecord(models.Model):
     device_class = models.CharField(max_length=300)
     components = models.JSONField(default=list, blank=True)
     source = models.CharField(max_length=500)
-    connected = models.BooleanField(null=True)
+    connected = models.BooleanField(null=True, help_text="All signals connected (updated by the bridge)")
+    state_at = models.DateTimeField(null=True, blank=True, help_text="When the connection state last changed")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -13,13 +13,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ophyd.signal import EpicsSignalBase
-from ophyd.utils import LimitError
+from ophyd.utils import DisconnectedError, LimitError
 
 from .putcheck import PutRejected
 from .source import ChannelInfo, PropertyEvent, PutCallback, SourceSink, ValueEvent
 
 # Signals whose metadata tells a motor's connection, alarm and limits.
 _WATCHED = ("user_readback", "user_setpoint")
+FULL_CONNECTION_WAIT_S = 5.0
 
 
 class PositionerSource:
@@ -63,7 +64,7 @@ class PositionerSource:
         """Runs on ophyd's callback thread. Must not block: reads cached attributes only."""
         if severity is not None:
             self._alarm = (severity, status)
-        connected = bool(self._positioner.connected)
+        connected = self._is_connected()
         if connected != self._connected:
             first, self._connected = self._connected is None, connected
             if connected or not first:  # still connecting at open is not news (the entry announces it)
@@ -75,12 +76,16 @@ class PositionerSource:
                 units=info.units, precision=info.precision, lower_ctrl_limit=info.lower_ctrl_limit,
                 upper_ctrl_limit=info.upper_ctrl_limit, enum_strs=None))
 
+    def _is_connected(self) -> bool:
+        """A motor counts as connected with its readback and setpoint: the signals whose
+        callbacks we get (its other signals connect without telling us)."""
+        if self._watched:
+            return all(signal.connected for signal in self._watched)
+        return bool(self._positioner.connected)
+
     def _facts(self) -> ChannelInfo:
         positioner = self._positioner
-        try:
-            low, high = positioner.limits
-        except Exception:  # noqa: BLE001 - a positioner without limits
-            low = high = None
+        low, high = _limits(positioner)
         precision = getattr(positioner, "precision", None)
         if precision is None and self._watched:
             precision = self._watched[0].metadata.get("precision")
@@ -90,17 +95,28 @@ class PositionerSource:
 
     def info(self, timeout: float) -> ChannelInfo | None:
         try:
-            self._positioner.wait_for_connection(timeout=timeout)
+            for part in self._watched or [self._positioner]:
+                part.wait_for_connection(timeout=timeout)
         except TimeoutError:
             return None
         return self._facts()
 
     def put(self, value: Any, done: PutCallback) -> None:
-        """Move; the ophyd Status reports when the move ends or fails."""
+        """Move; the ophyd Status reports when the move ends or fails.
+
+        ophyd moves only a fully connected motor, and a motor's ~20 signals connect a little
+        after the readback and setpoint it is shown connected by: wait for them briefly."""
+        positioner = self._positioner
         try:
-            status = self._positioner.set(value)
+            positioner.wait_for_connection(timeout=FULL_CONNECTION_WAIT_S)
+        except TimeoutError:
+            raise ConnectionError(f"{positioner.name} is not fully connected; cannot move it") from None
+        try:
+            status = positioner.set(value)
         except LimitError as exc:
-            raise PutRejected("out_of_limits", f"{self._positioner.name}: {exc}") from None
+            raise PutRejected("out_of_limits", f"{positioner.name}: {exc}") from None
+        except DisconnectedError as exc:
+            raise ConnectionError(f"{positioner.name} is not connected: {exc}") from None
 
         def finished(st: Any) -> None:
             error = st.exception() if st.done else None
@@ -112,3 +128,13 @@ class PositionerSource:
         subs, self._subs = self._subs, []
         for obj, token in subs:
             obj.unsubscribe(token)  # only ours: other clients' callbacks stay
+
+
+def _limits(positioner: Any) -> tuple[Any, Any]:
+    """(low, high); a motor's setpoint limits even before all its other signals connected
+    (EpicsMotor.limits raises until then)."""
+    setpoint = getattr(positioner, "user_setpoint", None)
+    try:
+        return tuple(setpoint.limits if isinstance(setpoint, EpicsSignalBase) else positioner.limits)  # type: ignore[return-value]
+    except Exception:  # noqa: BLE001 - a positioner without limits
+        return None, None

@@ -12,6 +12,7 @@ from devices import messages as m
 from devices.layer_io import serve_channel
 from devices.startup.registry import DeviceRegistry
 from devices.startup.reload import registry_reload
+from devices.startup.status import device_states, device_states_record
 from devices.topics import parse_device_topic
 from ophydsite.settings.oas import OasSettings
 
@@ -47,12 +48,14 @@ class Bridge:
         self.registry = DeviceRegistry()
         self.plans = DevicePlans(self.registry)
         self._reload_lock = asyncio.Lock()
+        self._reloads = 0  # completed reloads, so the device-state writer knows rows were rewritten
 
     async def run(self) -> None:
         """Serve until cancelled, then release every channel."""
         self._tasks = [
             asyncio.create_task(self.publisher.run(), name="bridge-publisher"),
             asyncio.create_task(self._housekeeping(), name="bridge-housekeeping"),
+            asyncio.create_task(self._device_states(), name="bridge-device-states"),
         ]
         self.started.set()
         if self._settings.load_devices_on_start:
@@ -196,6 +199,7 @@ class Bridge:
                 except Exception as exc:  # noqa: BLE001 - report, never crash the bridge
                     log.exception("device reload failed")
                     outcome = {"status": "error", "errors": {"reload": repr(exc)}, "devices": self.registry.names()}
+                self._reloads += 1
                 try:
                     await self._rebind_devices()
                 except Exception:  # noqa: BLE001 - subscribers stay on the old objects
@@ -205,6 +209,26 @@ class Bridge:
                                           {"type": m.REPLY, "request": request, "outcome": outcome})
 
         self._track(asyncio.create_task(run()))
+
+    async def _device_states(self) -> None:
+        """Keep the admin's device list showing each device's connection state."""
+        loop = asyncio.get_running_loop()
+        written: dict[str, bool] = {}
+        seen_reloads = self._reloads
+        while True:
+            await asyncio.sleep(self._settings.device_state_period_s)
+            if seen_reloads != self._reloads:  # a reload rewrote the rows: write every state again
+                seen_reloads, written = self._reloads, {}
+            if not self.registry.names():
+                continue
+            try:
+                states = await loop.run_in_executor(self._executor, device_states, self.registry)
+                if self._reload_lock.locked():
+                    continue  # the reload rewrites the rows; write after it
+                written = await asyncio.to_thread(device_states_record, states=states, previous=written)
+            except Exception:  # noqa: BLE001 - retried next period; the database may be away
+                log.exception("recording device connection states failed")
+                written = {}
 
     async def _housekeeping(self) -> None:
         """Release PVs nobody has wanted for the grace period."""

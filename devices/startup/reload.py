@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from devices.bridge.device_plan import component_tree
 from devices.models import DeviceRecord, StartupFile
 
 from .loader import LoadResult, load_sources
@@ -56,7 +57,6 @@ def _record(result: LoadResult, registry: DeviceRegistry) -> None:
         entry = registry.get(name)
         assert entry is not None
         obj = entry.obj
-        components = [f"{attr}: {type(getattr(obj, attr)).__name__}" for attr in getattr(obj, "component_names", ())]
         DeviceRecord.objects.update_or_create(name=name, defaults={
             "device_class": f"{type(obj).__module__}.{type(obj).__qualname__}",
-            "components": components, "source": entry.origin})
+            "components": component_tree(obj), "source": entry.origin, "connected": None})

@@ -59,6 +59,8 @@ class OasSettings:
     startup_max_bytes: int = 262144
     startup_timeout_s: float = 30.0
     load_devices_on_start: bool = True
+    # How often the bridge refreshes the admin's device list (connection state), seconds.
+    device_state_period_s: float = 2.0
     # Client limits.
     max_message_bytes: int = 65536
     max_subscriptions: int = 1000

@@ -12,6 +12,7 @@ TEST_OAS: dict[str, Any] = {
     "max_subscriptions": 50,
     "max_names_per_request": 40,
     "load_devices_on_start": False,  # tests reload explicitly, with database access granted
+    "device_state_period_s": 0.3,
 }
 
 

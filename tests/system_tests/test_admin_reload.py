@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Permission, User
@@ -44,3 +46,31 @@ async def test_staff_without_permission_is_refused(async_client):
 async def test_anonymous_is_sent_to_login(async_client):
     response = await async_client.post(URL)
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+async def test_device_list_shows_live_connection_state_and_component_tree(ioc, async_client):
+    from devices.models import DeviceRecord
+
+    await sync_to_async(StartupFile.objects.create)(name="70_devices.py", content=(
+        "from ophyd import Component as Cpt, Device, EpicsSignal\n"
+        "class Pair(Device):\n"
+        "    a = Cpt(EpicsSignal, 'm1:sp')\n"
+        "    b = Cpt(EpicsSignal, 'm2:sp')\n"
+        "pair = Pair('TST:', name='pair')\n"
+        "ghost = EpicsSignal('TST:not_served', name='ghost')\n"))
+    user = await make_user("operator", can_reload=True)
+    await async_client.aforce_login(user)
+    assert (await async_client.post(URL)).status_code == 200
+
+    async def states():
+        return dict(await sync_to_async(list)(DeviceRecord.objects.values_list("name", "connected")))
+
+    for _ in range(100):
+        now = await states()
+        if now.get("pair") is True and now.get("ghost") is False:
+            break
+        await asyncio.sleep(0.1)
+    assert now == {"pair": True, "ghost": False}
+    record = await sync_to_async(DeviceRecord.objects.get)(name="pair")
+    page = (await async_client.get(f"/admin/devices/devicerecord/{record.pk}/change/")).content.decode()
+    assert "<code>a</code> pair_a" in page and "TST:m1:sp" in page and "TST:m2:sp" in page

@@ -238,3 +238,51 @@ async def test_reload_rebinds_subscribers_to_the_new_object_or_says_gone(loaded,
     await client.expect_all(reply("after"), lambda m: value_of("m1_sp")(m) and m["value"] == 12.5)
     await client.send({"action": "unsubscribe", "device": "stage", "id": 2})
     assert (await client.next(reply(2)))["not_subscribed"] == ["stage"]
+
+
+MOTOR = "from ophyd import EpicsMotor\nmotor1 = EpicsMotor('TST:mtr2', name='motor1')\n"
+
+
+@pytest.fixture
+async def motor(ioc, startup_dir):
+    (startup_dir / "30_motor.py").write_text(MOTOR)
+    outcome = await (await get_hub()).reload_devices(60.0)
+    assert "motor1" in outcome["devices"], outcome
+
+
+async def test_motor_streams_readback_moves_to_completion_and_honours_limits(motor, ws):
+    client = await ws(PATH)
+    await client.send({"action": "subscribe", "device": "motor1", "id": 1})
+    summary, meta, first = await client.expect_all(
+        reply(1), lambda m: meta_of("motor1", "motor1_user_readback")(m) and m["connected"],
+        lambda m: value_of("motor1", "motor1_user_readback")(m) and m["connected"], timeout=15)
+    details = summary["details"]["motor1"]
+    assert details["kind"] == "positioner" and details["set_default"] == "motor1_user_readback"
+    assert details["signals"] == ["motor1_user_readback", "motor1_user_setpoint", "motor1_motor_done_move"]
+    assert (meta["lower_ctrl_limit"], meta["upper_ctrl_limit"], meta["units"]) == (0.0, 360.0, "deg")
+    assert first["write_access"] is True  # the readback is read-only, but a set moves the motor
+
+    target = 90.0 if first["value"] < 45 else 10.0  # 35+ degrees at 45 deg/s: most of a second
+    await client.send({"action": "set", "device": "motor1", "value": target, "timeout": 20, "id": "mv"})
+    readbacks: list[float] = []
+    while True:
+        msg = await client.next(timeout=25)
+        if value_of("motor1", "motor1_user_readback")(msg):
+            readbacks.append(msg["value"])
+        if msg.get("id") == "mv":
+            done = msg
+            break
+    assert done["status"] == "done" and done["signal"] == "motor1_user_readback", done
+    assert done["duration"] > 0.5  # answered when the move ended, not when it started
+    assert len(readbacks) >= 3 and len(set(readbacks)) >= 3  # positions on the way, not just the end
+    arrived = await client.next(lambda m: value_of("motor1", "motor1_user_readback")(m)
+                                and m["value"] == pytest.approx(target, abs=1e-3), timeout=5)
+    assert arrived["connected"] is True
+
+    await client.send({"action": "set", "device": "motor1", "value": 400, "id": "far"})
+    err = await client.next(reply("far"))
+    assert err["code"] == "out_of_limits" and "360" in err["error"]
+    start = (target + 170.0) % 360.0
+    await client.send({"action": "set", "device": "motor1", "value": start, "timeout": 0.3, "id": "slow"})
+    err = await client.next(reply("slow"), timeout=10)
+    assert err["code"] == "timeout"

@@ -40,7 +40,9 @@ async def test_reload_reports_devices_and_per_file_errors(ioc, startup_dir, asyn
     assert list(body["errors"]) == ["40_raises.py"] and "boom" in body["errors"]["40_raises.py"]
     assert body["duration_s"] > 0
     record = await sync_to_async(DeviceRecord.objects.get)(name="stage")
-    assert record.device_class.endswith("Stage") and any(c.startswith("rbv:") for c in record.components)
+    assert record.device_class.endswith("Stage")
+    assert [(c["attr"], c["class"], c["pv"]) for c in record.components] == [
+        ("sp", "EpicsSignal", "TST:m2:sp"), ("rbv", "EpicsSignalRO", "TST:m2:rbv")]
     db_file = await sync_to_async(StartupFile.objects.get)(name="50_db.py")
     assert db_file.last_load_status == "ok" and db_file.devices == ["db_ro"]
 
