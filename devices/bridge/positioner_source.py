@@ -9,6 +9,7 @@ positioner itself, so a motor's soft-limit change reaches clients and the set ch
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +47,7 @@ class PositionerSource:
         if not self._watched:  # a soft or pseudo positioner: connected when its parts are
             self._on_meta()
             if positioner.connected:
-                self._on_readback(value=positioner.position, timestamp=None)
+                self._on_readback(value=positioner.position)
 
     def _hand_off(self, fn: Callable[[Any], None], arg: Any) -> None:
         try:
@@ -58,7 +59,9 @@ class PositionerSource:
         """Runs on ophyd's callback thread. Must not block."""
         if isinstance(value, tuple) and len(value) == 1:
             value = value[0]
-        self._hand_off(self._sink.source_value, ValueEvent(value, timestamp, *self._alarm))
+        # Soft positioners give no time of their own: stamp the update when it happened.
+        stamp = timestamp if timestamp is not None else time.time()
+        self._hand_off(self._sink.source_value, ValueEvent(value, stamp, *self._alarm))
 
     def _on_meta(self, severity: Any = None, status: Any = None, **_: Any) -> None:
         """Runs on ophyd's callback thread. Must not block: reads cached attributes only."""
@@ -96,7 +99,7 @@ class PositionerSource:
     def info(self, timeout: float) -> ChannelInfo | None:
         try:
             for part in self._watched or [self._positioner]:
-                part.wait_for_connection(timeout=timeout)
+                _wait_connected(part, timeout)
         except TimeoutError:
             return None
         return self._facts()
@@ -108,7 +111,7 @@ class PositionerSource:
         after the readback and setpoint it is shown connected by: wait for them briefly."""
         positioner = self._positioner
         try:
-            positioner.wait_for_connection(timeout=FULL_CONNECTION_WAIT_S)
+            _wait_connected(positioner, FULL_CONNECTION_WAIT_S)
         except TimeoutError:
             raise ConnectionError(f"{positioner.name} is not fully connected; cannot move it") from None
         try:
@@ -138,3 +141,11 @@ def _limits(positioner: Any) -> tuple[Any, Any]:
         return tuple(setpoint.limits if isinstance(setpoint, EpicsSignalBase) else positioner.limits)  # type: ignore[return-value]
     except Exception:  # noqa: BLE001 - a positioner without limits
         return None, None
+
+
+def _wait_connected(obj: Any, timeout: float) -> None:
+    """ophyd's wait_for_connection where the object has one (a SoftPositioner has none and is
+    always connected); raises TimeoutError."""
+    wait = getattr(obj, "wait_for_connection", None)
+    if wait is not None:
+        wait(timeout=timeout)

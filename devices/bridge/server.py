@@ -136,7 +136,7 @@ class Bridge:
         self._sets.add(task)
         task.add_done_callback(self._sets.discard)
 
-    async def _rebind_devices(self) -> None:
+    async def devices_reloaded(self) -> None:
         """After a reload, point every device topic at the object the registry now holds."""
         loop = asyncio.get_running_loop()
         topics = [n for n in self.entries if parse_device_topic(n)]
@@ -201,7 +201,7 @@ class Bridge:
                     outcome = {"status": "error", "errors": {"reload": repr(exc)}, "devices": self.registry.names()}
                 self._reloads += 1
                 try:
-                    await self._rebind_devices()
+                    await self.devices_reloaded()
                 except Exception:  # noqa: BLE001 - subscribers stay on the old objects
                     log.exception("rebinding device subscriptions after reload failed")
             if hub:

@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from ophyd import Device, Signal
+from ophyd import Device, PositionerBase, Signal
 
 from devices.bridge.ca_context import attach
 
@@ -55,21 +55,35 @@ def load_sources(sources: list[StartupSource], *, timeout_s: float) -> LoadResul
     objects: dict[str, Any] = {}
     results: list[FileResult] = []
     for source in sources:
-        before = {id(v) for v in namespace.values()}
+        before = {id(obj) for value in namespace.values() for obj in _ophyd_in(value)}
         result = _run_one(source, namespace, timeout_s)
         if result.error and "did not finish" in result.error:
             namespace = dict(namespace)  # the hung thread keeps the old dict; later files do not see it
         if result.ok:  # a failed file's partial definitions are not registered
             for value in list(namespace.values()):
-                if id(value) not in before and _is_ophyd(value) and getattr(value, "name", None):
-                    objects[value.name] = value
-                    result.devices.append(value.name)
+                for obj in _ophyd_in(value):
+                    if id(obj) not in before and getattr(obj, "name", None) and obj.name not in result.devices:
+                        objects[obj.name] = obj
+                        result.devices.append(obj.name)
+                        before.add(id(obj))
         results.append(result)
     return LoadResult(objects=objects, files=results, duration_s=round(time.monotonic() - started, 6))
 
 
-def _is_ophyd(value: Any) -> bool:
-    return isinstance(value, (Signal, Device))
+# What a startup file can define for the registry (a SoftPositioner is neither Signal nor Device).
+_OPHYD = (Signal, Device, PositionerBase)
+
+
+def _ophyd_in(value: Any) -> list[Any]:
+    """Top-level ophyd objects, and those held one level down in a list, tuple or dict
+    (``motors = [EpicsMotor(...) for ...]`` defines devices too)."""
+    if isinstance(value, _OPHYD):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if isinstance(v, _OPHYD)]
+    return []
 
 
 def _run_one(source: StartupSource, namespace: dict[str, Any], timeout_s: float) -> FileResult:

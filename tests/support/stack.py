@@ -16,7 +16,9 @@ from ophydsite.settings.oas import OasSettings
 
 class Stack:
     def __init__(self, source_factory: Any, **overrides: Any) -> None:
-        self.settings = replace(OasSettings(), **({"load_devices_on_start": False} | overrides))
+        # No database here: the admin's device-state writer never runs in these tests.
+        defaults = {"load_devices_on_start": False, "device_state_period_s": 3600.0}
+        self.settings = replace(OasSettings(), **(defaults | overrides))
         self.layer = InMemoryChannelLayer(capacity=10000)
         self.bridge = Bridge(layer=self.layer, command_layer=self.layer, settings=self.settings,
                              source_factory=source_factory)
@@ -66,6 +68,18 @@ class Client:
             msg = await asyncio.wait_for(self.inbox.get(), max(deadline - loop.time(), 0.001))
             if where is None or where(msg):
                 return msg
+
+    async def expect_all(self, *wanted: Any, timeout: float = 3.0) -> list[dict[str, Any]]:
+        """The first message matching each predicate, in whatever order they arrive."""
+        found: list[dict[str, Any] | None] = [None] * len(wanted)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(f is None for f in found):
+            msg = await asyncio.wait_for(self.inbox.get(), max(deadline - loop.time(), 0.001))
+            for i, predicate in enumerate(wanted):
+                if found[i] is None and predicate(msg):
+                    found[i] = msg
+        return found  # type: ignore[return-value]
 
     async def quiet(self, seconds: float = 0.2) -> list[dict[str, Any]]:
         await asyncio.sleep(seconds)
