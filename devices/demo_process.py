@@ -12,6 +12,7 @@ from .ports import free_ca_port
 from .procio import read_line
 
 PROJECT = Path(__file__).resolve().parent.parent
+DEMO_STARTUP = Path(__file__).resolve().parent / "demo_startup"  # devices of the demo IOC
 
 
 def start_demo_ioc(prefix: str = "DEMO:", timeout: float = 20.0) -> list[subprocess.Popen[bytes]]:

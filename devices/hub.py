@@ -157,8 +157,9 @@ class Hub:
         outcome = await self._ask({"type": m.SET, "pv": name, "value": value, "timeout": timeout}, timeout + 5.0)
         return outcome or {"status": "bridge_unavailable", "message": _NO_BRIDGE}
 
-    async def describe(self, devices: list[str], timeout: float = 10.0) -> dict[str, Any]:
-        """Ask the bridge what each device streams (see bridge/device_plan.py)."""
+    async def describe(self, devices: list[str], timeout: float = 60.0) -> dict[str, Any]:
+        """Ask the bridge what each device streams (see bridge/device_plan.py); waits for a reload
+        in progress, such as the startup load."""
         outcome = await self._ask({"type": m.DESCRIBE, "devices": devices}, timeout)
         return outcome or {"status": "bridge_unavailable", "error": _NO_BRIDGE, "devices": {}, "known": []}
 

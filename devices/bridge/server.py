@@ -49,6 +49,9 @@ class Bridge:
         self.plans = DevicePlans(self.registry)
         self._reload_lock = asyncio.Lock()
         self._reloads = 0  # completed reloads, so the device-state writer knows rows were rewritten
+        # Set once the startup load finished (at once without one): describes wait for it, so a
+        # client connecting while the bridge starts is not told its device does not exist.
+        self._first_load = asyncio.Event()
 
     async def run(self) -> None:
         """Serve until cancelled, then release every channel."""
@@ -60,6 +63,8 @@ class Bridge:
         self.started.set()
         if self._settings.load_devices_on_start:
             self._start_reload("", "startup")  # devices load when the bridge starts, as in ophyd-websocket
+        else:
+            self._first_load.set()
         try:
             await serve_channel(self._commands, m.BRIDGE_CHANNEL, self.handle, "bridge")
         finally:
@@ -122,6 +127,9 @@ class Bridge:
                     "known": self.registry.names()}
 
         async def run() -> None:
+            await self._first_load.wait()
+            async with self._reload_lock:  # a reload in progress: describe what it installs
+                pass
             try:
                 outcome = await asyncio.get_running_loop().run_in_executor(self._executor, describe)
             except Exception as exc:  # noqa: BLE001 - report, never crash the bridge
@@ -204,6 +212,7 @@ class Bridge:
                     await self.devices_reloaded()
                 except Exception:  # noqa: BLE001 - subscribers stay on the old objects
                     log.exception("rebinding device subscriptions after reload failed")
+            self._first_load.set()
             if hub:
                 self.publisher.to_channel((hub, "reply", request), hub,
                                           {"type": m.REPLY, "request": request, "outcome": outcome})

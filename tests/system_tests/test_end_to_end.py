@@ -171,6 +171,15 @@ async def test_serve_demo_shows_live_values(tmp_path, ca_repeater):
                     assert msg["connected"] is True
                     values.append(msg["value"])
             assert len(set(values)) > 1  # it moves
+        async with websockets.connect(f"{proc.ws}/api/v1/device-socket") as conn:
+            await conn.send(json.dumps({"action": "subscribe", "devices": ["motor1", "slit", "stage"], "id": 1}))
+            seen: set[str] = set()
+            while seen != {"motor1", "slit", "stage"}:
+                msg = json.loads(await asyncio.wait_for(conn.recv(), 15))
+                if msg.get("id") == 1:
+                    assert msg["subscribed"] == ["motor1", "slit", "stage"], msg
+                if "value" in msg and msg.get("sub_type") != "meta" and msg["connected"]:
+                    seen.add(msg["device"])
         helpers = psutil.Process(proc.proc.pid).children()  # the demo IOC (and a repeater)
         assert any("devices.demo_ioc" in " ".join(h.cmdline()) for h in helpers)
     finally:

@@ -15,10 +15,10 @@ from ophydsite import origins
 pytestmark = [pytest.mark.system, pytest.mark.timeout(30)]
 
 
-async def handshake(origin: str) -> bool:
+async def handshake(origin: str, path: str = "/api/v1/pv-socket") -> bool:
     from ophydsite.asgi import application
 
-    comm = WebsocketCommunicator(application, "/api/v1/pv-socket",
+    comm = WebsocketCommunicator(application, path,
                                  headers=[(b"origin", origin.encode()), (b"host", b"server.lab:8001")])
     connected, _ = await comm.connect(timeout=5)
     if connected:
@@ -37,6 +37,12 @@ async def test_same_host_and_localhost_pass_others_are_refused(fresh_cache):
     assert await handshake("http://server.lab:8001")
     assert await handshake("http://localhost:3000")
     assert not await handshake("https://evil.example")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/device-socket", "/monitor"])
+async def test_every_socket_checks_the_origin(fresh_cache, path):
+    assert await handshake("http://server.lab:8001", path)
+    assert not await handshake("https://evil.example", path)
 
 
 async def test_origin_added_in_the_table_applies_without_restart(fresh_cache):

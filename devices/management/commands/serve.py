@@ -12,13 +12,14 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from devices.demo_process import start_demo_ioc
+from devices.demo_process import DEMO_STARTUP, start_demo_ioc
 from ophydsite.ws_protocol import BoundedCloseWebSocketProtocol
 
 
@@ -50,10 +51,14 @@ class Command(BaseCommand):
         from django.conf import settings
 
         host, port, startup = listen_settings(options, os.environ)
+        if options["demo"] and not startup:
+            startup = str(DEMO_STARTUP)  # the demo IOC's devices, for the device socket
         if startup:
             if not Path(startup).exists():
                 raise CommandError(f"--startup-dir {startup}: no such file or folder")
             os.environ["OAS_STARTUP_DIR"] = str(Path(startup).resolve())
+            # settings.OAS was read from the environment when Django started, before the argument.
+            settings.OAS = replace(settings.OAS, startup_dir=os.environ["OAS_STARTUP_DIR"])
         if not options["no_migrate"]:
             call_command("migrate", interactive=False, verbosity=0)
         helpers: list[subprocess.Popen[bytes]] = []
@@ -61,7 +66,8 @@ class Command(BaseCommand):
             helpers = start_demo_ioc(prefix="DEMO:")
             self.stdout.write(f"demo IOC serving DEMO:* on {os.environ['EPICS_CA_ADDR_LIST']}")
         BoundedCloseWebSocketProtocol.close_wait = settings.OAS.client_close_wait_s
-        self.stdout.write(f"ophydsite on http://{host}:{port}/  (pv-socket ws://{host}:{port}/api/v1/pv-socket)")
+        self.stdout.write(f"ophydsite on http://{host}:{port}/  (ws://{host}:{port}/api/v1/pv-socket and "
+                          f"/api/v1/device-socket)")
         try:
             uvicorn.run(
                 "ophydsite.asgi:application",
