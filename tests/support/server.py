@@ -40,7 +40,17 @@ class ServerProcess:
         self.proc = subprocess.Popen(args, cwd=PROJECT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         if self.command == "serve":
             self._wait_http(timeout)
+        elif self.command == "runbridge":
+            self._wait_output("bridge running", timeout)
         return self
+
+    def _wait_output(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.command} did not print {text!r}:\n{self.output()}")
+            time.sleep(0.1)
 
     def _wait_http(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -16,6 +16,7 @@ from tests.support.server import ServerProcess
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
 
 P = "TST:"
+DEVICES = "from ophyd import EpicsSignal\nm3 = EpicsSignal('TST:m3:sp', name='m3')\n"
 
 
 def redis_available() -> bool:
@@ -34,11 +35,15 @@ def scaled(ioc, tmp_path_factory):
             pytest.fail("Redis on 127.0.0.1:6379 is required when CI is set")
         pytest.skip("no Redis on 127.0.0.1:6379")
     db = tmp_path_factory.mktemp("db") / "scaled.sqlite3"
-    env = {"REDIS_URL": "redis://127.0.0.1:6379/0", "OAS_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}",
+    startup = tmp_path_factory.mktemp("startup") / "devices.py"
+    startup.write_text(DEVICES)
+    env = {"OAS_STARTUP_DIR": str(startup),
+           "REDIS_URL": "redis://127.0.0.1:6379/0", "OAS_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}",
            "OAS_BRIDGE": "external", "DATABASE_URL": f"sqlite:///{db}", "OAS_RELEASE_GRACE_S": "1",
            "OAS_LEASE_S": "3"}
-    bridge = ServerProcess(env, command="runbridge").start()
-    servers = [ServerProcess(env).start(), ServerProcess(env).start()]
+    bridge = ServerProcess({**env, "OAS_DEVICE_STATE_PERIOD_S": "0.5"}, command="runbridge").start()
+    servers = [ServerProcess({**env, "OAS_LOAD_DEVICES_ON_START": "false"}).start(),
+               ServerProcess({**env, "OAS_LOAD_DEVICES_ON_START": "false"}).start()]
     yield bridge, servers, env
     for proc in [*servers, bridge]:
         proc.stop()
@@ -109,3 +114,45 @@ async def test_a_crashed_worker_releases_its_pvs(scaled, ioc):
             await asyncio.sleep(0.5)
     finally:
         worker.stop()
+
+
+async def test_device_socket_and_reload_across_processes(scaled, tmp_path):
+    """Devices live in the bridge process; a reload posted to one server rebinds clients of both."""
+    _, servers, env = scaled
+    conns = [await websockets.connect(f"{s.ws}/api/v1/device-socket") for s in servers]
+    try:
+        for conn in conns:
+            await conn.send(json.dumps({"action": "subscribe", "device": "m3", "id": "sub"}))
+        for conn in conns:
+            await _until(conn, lambda m: m.get("device") == "m3" and m.get("connected") and "value" in m)
+        await conns[0].send(json.dumps({"action": "set", "device": "m3", "value": 7.25, "id": "set"}))
+        await _until(conns[0], lambda m: m.get("id") == "set" and m.get("status") == "done")
+        await _until(conns[1], lambda m: m.get("device") == "m3" and m.get("value") == 7.25)
+        with open(env["OAS_STARTUP_DIR"], "w") as f:
+            f.write("x = 1\n")  # m3 is gone after the next reload
+        body = await asyncio.to_thread(_post, f"{servers[1].http}/api/v1/load-devices")
+        assert body["removed"] == ["m3"], body
+        for conn in conns:
+            await _until(conn, lambda m: m.get("code") == "device_gone" and m.get("device") == "m3")
+    finally:
+        for conn in conns:
+            await conn.close()
+        with open(env["OAS_STARTUP_DIR"], "w") as f:
+            f.write(DEVICES)
+
+
+async def _until(conn, predicate, timeout: float = 15.0) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        msg = json.loads(await asyncio.wait_for(conn.recv(), max(deadline - loop.time(), 0.01)))
+        if predicate(msg):
+            return msg
+
+
+def _post(url: str) -> dict:
+    import urllib.request
+
+    request = urllib.request.Request(url, method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())

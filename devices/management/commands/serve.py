@@ -34,6 +34,17 @@ def listen_settings(options: dict[str, Any], env: Mapping[str, str]) -> tuple[st
     return host, port, env.get("OAS_STARTUP_DIR") or options["startup_dir"]
 
 
+def use_startup_dir(startup: str) -> None:
+    """Make ``startup`` (a .py file or folder) the one the bridge loads."""
+    from django.conf import settings
+
+    if not Path(startup).exists():
+        raise CommandError(f"--startup-dir {startup}: no such file or folder")
+    os.environ["OAS_STARTUP_DIR"] = str(Path(startup).resolve())
+    # settings.OAS was read from the environment when Django started, before the argument.
+    settings.OAS = replace(settings.OAS, startup_dir=os.environ["OAS_STARTUP_DIR"])
+
+
 class Command(BaseCommand):
     help = "Run the ophydsite server (ASGI, uvicorn)."
 
@@ -54,13 +65,9 @@ class Command(BaseCommand):
         if options["demo"] and not startup:
             startup = str(DEMO_STARTUP)  # the demo IOC's devices, for the device socket
         if startup:
-            if not Path(startup).exists():
-                raise CommandError(f"--startup-dir {startup}: no such file or folder")
-            os.environ["OAS_STARTUP_DIR"] = str(Path(startup).resolve())
-            # settings.OAS was read from the environment when Django started, before the argument.
-            settings.OAS = replace(settings.OAS, startup_dir=os.environ["OAS_STARTUP_DIR"])
-        if not options["no_migrate"]:
-            call_command("migrate", interactive=False, verbosity=0)
+            use_startup_dir(startup)
+        if not options["no_migrate"] and settings.OAS.bridge == "embedded":
+            call_command("migrate", interactive=False, verbosity=0)  # with an external bridge, runbridge does
         helpers: list[subprocess.Popen[bytes]] = []
         if options["demo"]:
             helpers = start_demo_ioc(prefix="DEMO:")
