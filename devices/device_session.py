@@ -241,6 +241,28 @@ class DeviceSession(Session):
             self.reply({"error": outcome.get("message", "set failed"), "code": status, "status": status,
                         "action": "set", "device": name, "signal": signal}, rid)
 
+    async def _do_stop(self, request: PvRequest) -> None:
+        """Halt the moves of a positioner device (every positioner it streams)."""
+        name, rid = request.names[0], request.request_id
+        sub = self.subscribed.get(name)
+        if sub is None:
+            raise ProtocolError("not_subscribed", f"Subscribe to {name} before stopping it", rid, "stop")
+        if sub.mode == READ_ONLY:
+            raise ProtocolError("read_only", f"{name} is subscribed read-only (subscribeReadOnly)", rid, "stop")
+        movers = [s for s in sub.plan.streams if s.role == "readback"]
+        if not movers:
+            raise ProtocolError("bad_field", f"Device {name} is not a positioner; nothing to stop", rid, "stop")
+        self.background(self._stop(name, [s.topic for s in movers], rid), rid)
+
+    async def _stop(self, name: str, topics: list[str], rid: Any) -> None:
+        outcomes = await asyncio.gather(*(self.hub.stop_motion(t) for t in topics))
+        failed = [o for o in outcomes if o.get("status") != "done"]
+        if failed:
+            self.reply({"error": failed[0].get("message", "stop failed"), "code": failed[0].get("status"),
+                        "action": "stop", "device": name}, rid)
+        else:
+            self.reply({"action": "stop", "status": "done", "device": name, "message": f"Stopped {name}"}, rid)
+
     async def _do_refresh(self, request: PvRequest) -> None:
         names = list(self.subscribed)
         self.reply({"message": f"Refreshed {len(names)} devices", "action": "refresh", "devices": len(names)},

@@ -157,11 +157,17 @@ class Hub:
         outcome = await self._ask({"type": m.SET, "pv": name, "value": value, "timeout": timeout}, timeout + 5.0)
         return outcome or {"status": "bridge_unavailable", "message": _NO_BRIDGE}
 
-    async def describe(self, devices: list[str], timeout: float = 60.0) -> dict[str, Any]:
-        """Ask the bridge what each device streams (see bridge/device_plan.py); waits for a reload
-        in progress, such as the startup load."""
+    async def stop_motion(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Ask the bridge to stop the positioner behind a device topic."""
+        outcome = await self._ask({"type": m.STOP, "pv": name}, timeout)
+        return outcome or {"status": "bridge_unavailable", "message": _NO_BRIDGE}
+
+    async def describe(self, devices: list[str], timeout: float = 20.0) -> dict[str, Any]:
+        """Ask the bridge what each device streams (see bridge/device_plan.py); the bridge answers
+        after a reload in progress, such as the startup load."""
         outcome = await self._ask({"type": m.DESCRIBE, "devices": devices}, timeout)
-        return outcome or {"status": "bridge_unavailable", "error": _NO_BRIDGE, "devices": {}, "known": []}
+        why = f"No answer from the bridge within {timeout:g} s: it is not running or still loading startup files"
+        return outcome or {"status": "bridge_unavailable", "error": why, "devices": {}, "known": []}
 
     def listen_registry(self, listener: RegistryListener) -> None:
         self._registry_listeners.add(listener)

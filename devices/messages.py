@@ -16,6 +16,7 @@ SUBSCRIBE = "bridge.subscribe"  # worker → bridge: {hub, pvs}; bridge replies 
 RENEW = "bridge.renew"  # worker → bridge: {hub, pvs}; keeps the leases alive
 RELEASE = "bridge.release"  # worker → bridge: {hub, pvs}
 SET = "bridge.set"  # worker → bridge: {hub, request, pv, value, timeout}
+STOP = "bridge.stop"  # worker → bridge: {hub, request, pv}; stop the positioner behind a device topic
 RELOAD = "bridge.reload"  # worker → bridge: {hub, request}; reload the device registry
 DESCRIBE = "bridge.describe"  # worker → bridge: {hub, request, devices}; reply {devices: {name: plan|None}, known}
 REPLY = "bridge.reply"  # bridge → worker channel: {request, outcome}

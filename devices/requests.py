@@ -25,7 +25,8 @@ class Vocabulary:
 
 
 PV_WORDS = Vocabulary("pv", "pvs", "PV", "IOC:m1")
-DEVICE_WORDS = Vocabulary("device", "devices", "Device", "motor1")
+# The device socket adds "stop" (an addition: halt a positioner's move).
+DEVICE_WORDS = Vocabulary("device", "devices", "Device", "motor1", (*PV_ACTIONS, "stop"))
 
 
 class ProtocolError(Exception):
@@ -113,7 +114,9 @@ def parse_request(message: Any, limits: Limits, words: Vocabulary) -> PvRequest:
     request = PvRequest(action=action, request_id=rid)
     if action == "refresh":
         return request
-    _names_into(request, message, limits, words, single_only=(action == "set"))
+    _names_into(request, message, limits, words, single_only=(action in ("set", "stop")))
+    if action == "stop" and request.invalid:
+        raise ProtocolError("bad_name", request.invalid[0][1], rid, action)
     if action == "set":
         if "value" not in message:
             raise ProtocolError("missing_field", "'set' needs a 'value'", rid, action)

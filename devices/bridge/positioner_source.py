@@ -37,6 +37,7 @@ class PositionerSource:
         self._subs: list[tuple[Any, int]] = []
         self._alarm: tuple[Any, Any] = (None, None)
         self._connected: bool | None = None
+        self._stops = 0  # stop requests so far: a move that saw one did not reach its target
 
     def open(self) -> None:
         for signal in self._watched:
@@ -121,11 +122,22 @@ class PositionerSource:
         except DisconnectedError as exc:
             raise ConnectionError(f"{positioner.name} is not connected: {exc}") from None
 
+        stops_before = self._stops
+
         def finished(st: Any) -> None:
+            # ophyd marks a move halted by a stop as successful; the client asked for the target.
+            if self._stops != stops_before:
+                done(False, f"stopped at {positioner.position!r} before reaching {value!r}")
+                return
             error = st.exception() if st.done else None
             done(bool(st.success), "" if st.success else str(error or "the move did not succeed"))
 
         status.add_callback(finished)
+
+    def stop(self) -> None:
+        """Halt a move in progress (ophyd's stop: a motor record's STOP field)."""
+        self._stops += 1
+        self._positioner.stop()
 
     def close(self) -> None:
         subs, self._subs = self._subs, []

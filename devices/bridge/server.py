@@ -92,6 +92,8 @@ class Bridge:
             self._start_reload(str(message.get("hub", "")), str(message.get("request", "")))
         elif kind == m.DESCRIBE:
             self._start_describe(message)
+        elif kind == m.STOP:
+            self._start_stop(message)
         else:
             log.warning("unknown bridge command %r", kind)
 
@@ -170,6 +172,27 @@ class Bridge:
             log.info("rebound %s to the reloaded device", topic)
         self.publisher.to_group(("registry",), m.REGISTRY_GROUP,
                                 {"type": m.DEVICES_RELOADED, "devices": self.registry.names()})
+
+    def _start_stop(self, message: dict[str, Any]) -> None:
+        """Stop the positioner behind a device topic (off the loop: ophyd writes STOP)."""
+        hub, request, name = str(message.get("hub", "")), str(message.get("request", "")), message.get("pv")
+        if not hub or not isinstance(name, str):
+            return
+        entry = self.entries.get(name)
+        stop = getattr(entry.source, "stop", None) if entry is not None else None
+
+        async def run() -> None:
+            if stop is None:
+                outcome = SetOutcome("bad_field", f"{name} is not a positioner that is being watched; nothing to stop")
+            else:
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self._executor, stop)
+                    outcome = SetOutcome("done", "Stopped")
+                except Exception as exc:  # noqa: BLE001 - report, never crash the bridge
+                    outcome = SetOutcome("ioc_refused", f"Stopping failed: {exc}")
+            self.publisher.to_channel((hub, "reply", request), hub, _reply(request, outcome))
+
+        self._track(asyncio.create_task(run()))
 
     def _start_set(self, message: dict[str, Any]) -> None:
         hub, request = str(message.get("hub", "")), str(message.get("request", ""))

@@ -286,3 +286,26 @@ async def test_motor_streams_readback_moves_to_completion_and_honours_limits(mot
     await client.send({"action": "set", "device": "motor1", "value": start, "timeout": 0.3, "id": "slow"})
     err = await client.next(reply("slow"), timeout=10)
     assert err["code"] == "timeout"
+
+
+async def test_stop_halts_a_motor_move_short_of_its_target(motor, ws):
+    client = await ws(PATH)
+    await client.send({"action": "subscribe", "device": "motor1", "id": 1})
+    await client.next(reply(1))
+    # An earlier test may have left a move running: start from a motor at rest.
+    await client.next(lambda m: value_of("motor1", "motor1_motor_done_move")(m) and m["value"] == 1
+                      and m["connected"], timeout=15)
+    await client.send({"action": "refresh", "id": "at-rest"})
+    _, first = await client.expect_all(reply("at-rest"), value_of("motor1", "motor1_user_readback"))
+    target = 350.0 if first["value"] < 180 else 5.0  # several seconds of travel at 45 deg/s
+    await client.send({"action": "set", "device": "motor1", "value": target, "timeout": 30, "id": "mv"})
+    await client.next(lambda m: value_of("motor1", "motor1_motor_done_move")(m) and m["value"] == 0, timeout=10)
+    await client.send({"action": "stop", "device": "motor1", "id": "halt"})
+    stopped, ended = await client.expect_all(reply("halt"), reply("mv"), timeout=15)
+    assert stopped["status"] == "done" and stopped["action"] == "stop"
+    assert ended["action"] == "set" and ended["code"] == "ioc_refused" and "stopped at" in ended["error"]
+    await client.send({"action": "refresh", "id": "r"})
+    _, position = await client.expect_all(reply("r"), value_of("motor1", "motor1_user_readback"))
+    assert abs(position["value"] - target) > 20
+    await client.send({"action": "stop", "device": "m1_sp", "id": "nope"})
+    assert (await client.next(reply("nope")))["code"] == "not_subscribed"
