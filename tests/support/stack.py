@@ -44,10 +44,11 @@ class Stack:
 class Client:
     """Drives a session like a socket would and collects what it sends."""
 
-    def __init__(self, session_class: Any, stack: Stack) -> None:
+    def __init__(self, session_class: Any, stack: Stack, send: Any = None) -> None:
+        """``send``: replaces the socket's send (e.g. one that never returns, a stuck client)."""
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.closed_with: int | None = None
-        self.session = session_class(hub=stack.hub, settings=stack.settings, send=self._send,
+        self.session = session_class(hub=stack.hub, settings=stack.settings, send=send or self._send,
                                      close=self._close, client="test")
 
     async def _send(self, text: str) -> None:

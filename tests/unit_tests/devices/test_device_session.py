@@ -4,6 +4,8 @@ Soft ophyd objects (Signal, SoftPositioner) run in process, so the device machin
 tested here without an IOC; the system tests run the same against EpicsSignal/EpicsMotor.
 """
 
+import asyncio
+
 import pytest
 from ophyd import Component as Cpt
 from ophyd import Device, Signal, SoftPositioner
@@ -110,3 +112,29 @@ async def test_unsubscribe_of_one_client_keeps_the_other(stack):
     sig.put(11)
     await b.next(where=value_of("sig", value=11))
     assert not [m for m in await a.quiet(0.2) if value_of("sig")(m)]
+
+
+async def test_rate_cap_coalesces_device_updates_latest_wins():
+    async with Stack(SimSource, scalar_rate_hz=10.0, release_grace_s=0.2, connect_timeout_s=0.3) as capped:
+        sig = Signal(name="sig", value=0.0)
+        await install(capped, sig=sig)
+        client = Client(DeviceSession, capped)
+        await client.send({"action": "subscribe", "device": "sig"})
+        await client.next(where=value_of("sig", value=0.0))
+        for i in range(1, 50):
+            sig.put(float(i))
+        values = [m["value"] for m in await client.quiet(0.45) if value_of("sig")(m)]
+        assert values[-1] == 49.0 and len(values) <= 6  # ~10 Hz, not 49 messages
+
+
+async def test_a_stuck_device_client_is_closed_with_1013():
+    async with Stack(SimSource, max_pending_replies=3) as small:
+        await install(small, sig=Signal(name="sig", value=0.0))
+        async def never(text):  # a socket that accepts nothing
+            await asyncio.Event().wait()
+
+        client = Client(DeviceSession, small, send=never)
+        for i in range(10):
+            await client.send({"action": "refresh", "id": i})
+        await asyncio.sleep(0.1)
+        assert client.closed_with == 1013 and client.session.ended
