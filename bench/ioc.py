@@ -2,8 +2,10 @@
 
     python bench/ioc.py --prefix BENCH: --count 100 --rate 10 --host 127.0.0.1 --port 5064
 
-Serves ``<prefix>v0 .. v<M-1>`` (floats), ``<prefix>big`` (a float waveform) and
-``<prefix>diag:channels`` (JSON {pvname: open CA channels}, computed on every read), and
+Serves ``<prefix>v0 .. v<M-1>`` (floats), ``<prefix>big`` (a float waveform),
+``<prefix>diag:channels`` (JSON {pvname: open CA channels}, computed on every read) and, with
+``--motor``, ``<prefix>mtr``, the project's simulated motor record (-50..50 mm at 10 mm/s,
+RBV written at 20 Hz while it moves, each write stamped with its time), and
 prints ``READY <prefix> <port>`` on stdout once serving. Each value carries the time it was
 published as its timestamp, so a client's receive time minus the timestamp is the latency
 of everything in between. Updates run on an absolute schedule at a bounded rate: a caproto
@@ -28,6 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from devices.demo_ioc import DemoContext, configure_beacons  # noqa: E402 - needs the path above
 from devices.demo_ioc_pvs import BigWave  # noqa: E402
+from devices.demo_motor import motor_record_group  # noqa: E402
+
+# The bench motor is the demo IOC's mtr1 (devices/demo_ioc_pvs.py).
+MOTOR = {"units": "mm", "low": -50.0, "high": 50.0, "velocity": 10.0}
 
 
 async def _sleep_until(deadline: float) -> None:
@@ -47,7 +53,7 @@ class BenchPVs(PVGroup):
                       doc="Rounds that started over one period late (the IOC fell behind).")
 
     def __init__(self, *args: Any, count: int, rate: float, big_size: int, big_rate: float,
-                 **kwargs: Any) -> None:
+                 motor: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.context: DemoContext | None = None  # set once the server exists
         self.period = 1.0 / rate
@@ -55,6 +61,9 @@ class BenchPVs(PVGroup):
         for index, channel in enumerate(self.scalars):
             self.pvdb[f"{self.prefix}v{index}"] = channel
         self.pvdb[f"{self.prefix}big"] = BigWave(big_size, big_rate)
+        if motor:  # its own group; the server context runs its startup hook (the motion loop)
+            self.motor = motor_record_group(**MOTOR)(prefix=f"{self.prefix}mtr")
+            self.pvdb.update(self.motor.pvdb)
 
     @ticks.startup
     async def ticks(self, instance: Any, async_lib: Any) -> None:
@@ -89,6 +98,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=5064, help="CA server port (UDP and TCP)")
     parser.add_argument("--big-size", type=int, default=200000, help="elements of <prefix>big")
     parser.add_argument("--big-rate", type=float, default=10.0, help="updates per second of <prefix>big")
+    parser.add_argument("--motor", action="store_true", help="also serve the motor record <prefix>mtr")
     args = parser.parse_args(argv)
     if args.count < 0 or not 0 < args.rate <= 1000:
         parser.error("--count must be >= 0 and --rate in (0, 1000]")
@@ -100,7 +110,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     """Build the PVs and the server context, then serve until cancelled."""
     group = BenchPVs(prefix=args.prefix, count=args.count, rate=args.rate,
-                     big_size=args.big_size, big_rate=args.big_rate)
+                     big_size=args.big_size, big_rate=args.big_rate, motor=args.motor)
     ctx = DemoContext(group.pvdb, [args.host])
     ctx.ca_server_port = args.port  # first TCP port tried, and the UDP search port
     group.context = ctx

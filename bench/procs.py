@@ -105,8 +105,11 @@ class Stack:
         return proc
 
     def start_ca(self, *, count: int, rate: float, big_size: int = 200000,
-                 big_rate: float = 10.0, prefix: str = "BENCH:") -> None:
-        """A private CA repeater (so beacons have a listener) and the benchmark IOC."""
+                 big_rate: float = 10.0, prefix: str = "BENCH:", motor: bool = False,
+                 ioc_env: dict[str, str] | None = None) -> None:
+        """A private CA repeater (so beacons have a listener) and the benchmark IOC
+        (with ``motor``, also its motor record ``<prefix>mtr``; ``ioc_env``: extra variables
+        for the IOC alone, such as caproto's CAPROTO_SERVER_* tuning)."""
         repeater_port = free_port()
         self.ioc_port = free_port()
         self.env = ca_env(self.ioc_port, repeater_port)
@@ -117,7 +120,8 @@ class Stack:
             sys.executable, str(BENCH_DIR / "ioc.py"), "--prefix", prefix,
             "--count", str(count), "--rate", str(rate), "--host", HOST,
             "--port", str(self.ioc_port), "--big-size", str(big_size), "--big-rate", str(big_rate),
-        ], self.env, stdout_pipe=True)
+            *(["--motor"] if motor else []),
+        ], {**self.env, **(ioc_env or {})}, stdout_pipe=True)
         line = read_line(ioc.popen, START_TIMEOUT)
         if not line.startswith("READY"):
             raise RuntimeError(f"IOC did not come up (stdout {line!r}):\n{ioc.log_text()}")
@@ -147,6 +151,13 @@ class Stack:
             self.server_ports.append(port)
             return proc
         raise RuntimeError(f"{name} did not answer on port {port}:\n{proc.log_text()}")
+
+    def write_startup(self, name: str, code: str) -> Path:
+        """A startup folder in the run's folder holding one file; pass it as OAS_STARTUP_DIR."""
+        folder = self.run_dir / "startup"
+        folder.mkdir(exist_ok=True)
+        (folder / name).write_text(code)
+        return folder
 
     def start_bridge(self, server_env: dict[str, str]) -> Proc:
         """``manage.py runbridge`` (scaled mode); it has no health endpoint, so wait a moment."""

@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/report.py                 # ~12 minutes on 2 cores
     .venv/bin/python bench/report.py --seconds 5 --stall-seconds 30 --skip-extra   # quicker
+    .venv/bin/python bench/report.py --devices-only  # the device-socket section alone, ~2 minutes
 
-Each scenario is its own ``loadgen.py`` / ``stalled.py`` process, so one scenario's
+Each scenario is its own ``loadgen.py`` / ``stalled.py`` / ``deviceload.py`` process, so one scenario's
 processes, memory and event loop never carry into the next. Raw JSON lines go to
 ``bench/results/report-<time>.jsonl``; the tables go to stdout. At the end ``ps`` is checked
 for processes a benchmark started (the OAS_BENCH_RUN marker) that are still running.
@@ -24,6 +25,8 @@ from procs import BENCH_DIR, MARKER, PROJECT_ROOT, RESULTS_DIR, leftover_process
 
 MATRIX_K = (1, 10, 100)
 MATRIX_M = (1, 10, 100)
+DEVICE_K = "1,10,100,200"  # device socket: a motor's readback to K clients
+DEVICE_PV_K = "1,200"  # the same via the pv-socket, for the device socket's overhead as a ratio
 
 
 def run_json(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> dict[str, Any]:
@@ -78,6 +81,19 @@ def stalled(args: argparse.Namespace, timeout_s: str | None, *extra: str) -> dic
     print(f"  running stalled client, stall timeout {timeout_s or 'default'} {' '.join(extra)}",
           file=sys.stderr, flush=True)
     return run_json(cmd, env=env)
+
+
+def deviceload(k: int, socket: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, str(BENCH_DIR / "deviceload.py"), "--clients", str(k), "--socket", socket,
+           "--seconds", str(args.device_seconds), "--warmup", str(args.warmup)]
+    if args.device_scalar_rate_hz is not None:
+        cmd += ["--scalar-rate-hz", str(args.device_scalar_rate_hz)]
+    print(f"  running device scenario K={k} via the {socket} socket", file=sys.stderr, flush=True)
+    return run_json(cmd)
+
+
+def _ks(text: str) -> list[int]:
+    return [int(k) for k in text.split(",") if k.strip()]
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -151,6 +167,65 @@ def stall_row(r: dict[str, Any]) -> str:
             f"| {'<br>'.join(line[:140] for line in r['server_other_log_problems'][:2]) or 'none'} |")
 
 
+DEVICE_HEADER = ("| socket | K | IOC RBV Hz (moving) | expected Hz | delivered Hz per client: median (min–max) "
+                 "| ratio | latency vs IOC p50 / p99 / max ms | vs msg timestamp p50 / p99 ms "
+                 "| msg timestamp − IOC p50 / p99 ms | server CPU % | server RSS MB (peak) | loadgen CPU % "
+                 "| machine CPU % (others) | CA ch. RBV / motor | other msgs per client/s | notes |")
+
+
+def device_row(r: dict[str, Any]) -> str:
+    if "error" in r:
+        return (f"| {r.get('socket', '')} | {r.get('clients', '')} | | | | | | | | | | | | | | "
+                f"FAILED: {r['error'][:160]}; server exit {r.get('server_exit')} |")
+    lat, cpu = r["latency"], r["cpu_pct"]
+    ioc, msg, lag = lat["vs_ioc_timestamp_ms"], lat["vs_message_timestamp_ms"], lat["message_timestamp_minus_ioc_ms"]
+    others = sum(r["other_msgs"].values()) / r["clients"] / r["seconds"]
+    notes = []
+    if r["server_log_problems"]:
+        p = r["server_log_problems"]
+        notes.append(f"server log: {p['lines']} lines, e.g. {p['first'][0][:80]!r}")
+    for key, label in (("unknown_device_replies", "unknown_device replies before the first set"),
+                       ("clients_closed_by_server", "clients closed by server"),
+                       ("disconnected_msgs", "disconnected msgs")):
+        if r[key]:
+            notes.append(f"{r[key]} {label}")
+    if r["set_errors"]:
+        notes.append(f"{len(r['set_errors'])} set errors, e.g. {r['set_errors'][0][:80]!r}")
+    if lat["unmatched_values"]:
+        notes.append(f"{lat['unmatched_values']} values not matched to an IOC update")
+    if r["stop_problems"] or r["leftover_processes"]:
+        notes.append(f"stop: {r['stop_problems']} leftovers: {r['leftover_processes']}")
+    moving = f"{r['ioc_rbv_hz_while_moving']} ({100 * r['motor_moving_fraction']:.0f} %)"
+    rss = f"{r['server_rss_mb']:.0f} ({r['server_rss_peak_mb']:.0f})"
+    return (f"| {r['socket']} | {r['clients']} | {moving} "
+            f"| {r['expected_hz_per_client']} | {r['per_client_hz_median']} ({r['per_client_hz_min']}–"
+            f"{r['per_client_hz_max']}) | {r['delivered_ratio']:.2f} "
+            f"| {ioc['p50']} / {ioc['p99']} / {ioc['max']} | {msg['p50']} / {msg['p99']} "
+            f"| {lag['p50']} / {lag['p99']} | {cpu['server']:.1f} | {rss} "
+            f"| {cpu['loadgen']:.0f} | {cpu['machine']:.0f} ({cpu['others']:.0f}) "
+            f"| {r['ca_channels_rbv']} / {r['ca_channels_motor_total']} | {others:.2f} | {'; '.join(notes)} |")
+
+
+RATIO_HEADER = ("| K | server CPU %: device / pv (ratio) | latency vs IOC p50 ms: device / pv "
+                "| p99 ms: device / pv | server RSS MB: device / pv |")
+
+
+def ratio_rows(device: list[dict[str, Any]], pv: list[dict[str, Any]]) -> list[str]:
+    """One row per K measured both ways (failed scenarios left out)."""
+    by_k = {r["clients"]: r for r in pv if "error" not in r}
+    rows = []
+    for d in device:
+        p = by_k.get(d.get("clients"))
+        if p is None or "error" in d:
+            continue
+        dc, pc = d["cpu_pct"]["server"], p["cpu_pct"]["server"]
+        di, pi = d["latency"]["vs_ioc_timestamp_ms"], p["latency"]["vs_ioc_timestamp_ms"]
+        rows.append(f"| {d['clients']} | {dc:.1f} / {pc:.1f} ({dc / pc:.2f}) | {di['p50']} / {pi['p50']} "
+                    f"| {di['p99']} / {pi['p99']} | {d['server_rss_mb']:.0f} / {p['server_rss_mb']:.0f} |"
+                    if pc else f"| {d['clients']} | {dc:.1f} / {pc:.1f} | | | |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="measurement window per scenario")
@@ -160,7 +235,19 @@ def main() -> None:
     parser.add_argument("--skip-stalled", action="store_true")
     parser.add_argument("--skip-matrix", action="store_true", help="leave out the 3×3 matrix")
     parser.add_argument("--skip-extra", action="store_true", help="leave out the variant rows")
+    parser.add_argument("--devices", action="store_true",
+                        help="add the device-socket section (a motor readback to K clients)")
+    parser.add_argument("--devices-only", action="store_true",
+                        help="the device-socket section alone (--devices --skip-matrix --skip-extra --skip-stalled)")
+    parser.add_argument("--device-seconds", type=float, default=10.0, help="window per device scenario")
+    parser.add_argument("--device-k", default=DEVICE_K, help="K values of the device rows (comma-separated)")
+    parser.add_argument("--device-pv-k", default=DEVICE_PV_K,
+                        help="K values of the pv-socket comparison rows ('' for none)")
+    parser.add_argument("--device-scalar-rate-hz", type=float, default=None,
+                        help="server OAS_SCALAR_RATE_HZ for the device rows (default: the server's, 10)")
     args = parser.parse_args()
+    if args.devices_only:
+        args.devices = args.skip_matrix = args.skip_extra = args.skip_stalled = True
 
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"report-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
@@ -176,8 +263,8 @@ def main() -> None:
             f.write(json.dumps(result) + "\n")
         return result
 
-    print(f"matrix at R = {args.rate:g} Hz, {args.seconds:g} s windows; raw results in {out}",
-          file=sys.stderr)
+    plan = "" if args.skip_matrix else f"matrix at R = {args.rate:g} Hz, {args.seconds:g} s windows; "
+    print(f"{plan}raw results in {out}", file=sys.stderr)
     for k in () if args.skip_matrix else MATRIX_K:
         for m in MATRIX_M:
             rows.append(load_row("default", keep("load", "default", loadgen(k, m, args))))
@@ -200,6 +287,14 @@ def main() -> None:
         stall_rows.append(stall_row(keep("stalled", "20 s, small array",
                                          stalled(args, "20", "--big-size", "20000"))))
 
+    device_rows: list[str] = []
+    compare_rows: list[str] = []
+    if args.devices:
+        device = [keep("device", "device", deviceload(k, "device", args)) for k in _ks(args.device_k)]
+        pv = [keep("device", "pv", deviceload(k, "pv", args)) for k in _ks(args.device_pv_k)]
+        device_rows = [device_row(r) for r in device + pv]
+        compare_rows = ratio_rows(device, pv)
+
     text: list[str] = []
     if rows:
         text += [f"### Matrix: K clients × M PVs at R = {args.rate:g} Hz (embedded mode, "
@@ -211,6 +306,13 @@ def main() -> None:
     if stall_rows:
         text += ["", f"### Stalled client ({args.stall_seconds:g} s, reader alongside)", "",
                  STALL_HEADER, "|" + "---|" * (STALL_HEADER.count("|") - 1), *stall_rows]
+    if device_rows:
+        cap = args.device_scalar_rate_hz or 10.0
+        text += ["", f"### Device socket: motor1's readback to K clients ({args.device_seconds:g} s windows, "
+                 f"cap {cap:g} Hz)", "", DEVICE_HEADER, "|" + "---|" * (DEVICE_HEADER.count("|") - 1), *device_rows]
+    if compare_rows:
+        text += ["", "Device socket against the pv-socket (BENCH:mtr.RBV), same K:", "", RATIO_HEADER,
+                 "|" + "---|" * (RATIO_HEADER.count("|") - 1), *compare_rows]
     text += ["", "### Commands", "", *(f"- `{r.get('command', '?')}`" for r in results)]
     text += ["", f"Server code at start: {state_before}", f"Server code at end: {code_state()}"]
     leftovers = leftover_processes()

@@ -1,4 +1,7 @@
-"""The load generator's pv-socket clients: subscribe, then count value messages and latency.
+"""The load generator's clients: subscribe, then count value messages and latency.
+
+``Client`` follows M PVs on the pv-socket; ``Follower`` follows one stream (a device's signal
+on the device socket, or one PV) and keeps each value it gets, for bench/deviceload.py.
 
 Value messages are recognised and their timestamp read without ``json.loads``: the client
 side must cost as little CPU as possible, since it shares the machine's two cores with the
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import socket
 import time
 from array import array
@@ -39,6 +43,37 @@ def parse_value(text: str) -> tuple[str, float | None] | None:
     stop = text.find(",", start)
     raw = text[start:stop if stop >= 0 else len(text)].rstrip("}")
     return text[7:end], (None if raw == "null" else float(raw))
+
+
+def parse_stream_value(text: str) -> tuple[str, str, float | None] | None:
+    """``(stream, value JSON, timestamp)`` of a pv-socket or device-socket value message.
+
+    ``stream`` is the PV, or for the device socket the message's ``signal``; None for anything
+    else (metadata, replies). Both shapes put the value first and a timestamp right after it,
+    and nothing after the timestamp holds free text.
+    """
+    if text.startswith('{"pv":"'):
+        head = 7
+    elif text.startswith('{"device":"'):
+        head = 11
+    else:
+        return None
+    end = text.find('"', head)
+    if end < 0 or not text.startswith(',"value":', end + 1):
+        return None
+    at = text.rfind(',"timestamp":')
+    if at < end:
+        return None
+    stop = text.find(",", at + 13)
+    raw = text[at + 13:stop if stop >= 0 else len(text)].rstrip("}")
+    stamp = None if raw == "null" else float(raw)
+    value = text[end + 10:at]
+    if head == 7:
+        return text[7:end], value, stamp
+    sig = text.rfind(',"signal":"')
+    if sig < at:
+        return None
+    return text[sig + 11:text.find('"', sig + 11)], value, stamp
 
 
 @dataclass
@@ -138,6 +173,73 @@ class Client:
                 await asyncio.wait_for(self.task, 5.0)
             except (TimeoutError, asyncio.CancelledError):
                 self.task.cancel()
+
+
+@dataclass
+class Follower(Client):
+    """One socket sending one subscribe ``request`` and following stream ``names[0]``.
+
+    While ``tally.measuring`` it keeps every value of that stream (receive time, message
+    timestamp, value as a float) and counts the other messages by kind (other signals of the
+    device, metadata). ``ready`` once the stream has delivered a value.
+    """
+
+    request: dict[str, Any] = field(default_factory=dict)
+    received: array[float] = field(default_factory=lambda: array("d"))
+    stamps: array[float] = field(default_factory=lambda: array("d"))
+    values: array[float] = field(default_factory=lambda: array("d"))
+    other_kinds: dict[str, int] = field(default_factory=dict)
+
+    async def start(self, **connect_kwargs: Any) -> None:
+        self.ws = await connect(self.url, compression=self.compression, max_size=None,
+                                open_timeout=30, **connect_kwargs)
+        await self.ws.send(json.dumps(self.request))
+        self.task = asyncio.create_task(self.read(), name=f"follower-{self.index}")
+
+    def clear(self) -> None:
+        """Forget what the window so far kept (at the start of a measurement)."""
+        for kept in (self.received, self.stamps, self.values):
+            del kept[:]
+        self.other_kinds.clear()
+        self.window_messages = 0
+
+    async def read(self) -> None:
+        assert self.ws is not None
+        stream, tally = self.names[0], self.tally
+        try:
+            async for message in self.ws:
+                if isinstance(message, bytes):
+                    message = message.decode()
+                now = time.time()
+                parsed = parse_stream_value(message)
+                if parsed is None or parsed[0] != stream:
+                    if self.summary is None and '"action":"subscribe"' in message[:200]:
+                        self.summary = json.loads(message)
+                    elif tally.measuring:
+                        kind = "meta" if '"sub_type":"meta"' in message else (
+                            parsed[0] if parsed is not None else "other")
+                        self.other_kinds[kind] = self.other_kinds.get(kind, 0) + 1
+                    continue
+                self.seen.add(stream)
+                if not tally.measuring:
+                    continue
+                _, value, stamp = parsed
+                self.window_messages += 1
+                tally.messages += 1
+                self.received.append(now)
+                self.stamps.append(math.nan if stamp is None else stamp)
+                try:
+                    self.values.append(float(value))
+                except ValueError:  # null (a non-finite value) or not a number
+                    self.values.append(math.nan)
+                if '"connected":false' in message:
+                    tally.disconnected += 1
+        except ConnectionClosed as exc:
+            self._closed(exc)
+        except Exception as exc:  # noqa: BLE001 - reported in the results, not raised
+            self.error = f"{type(exc).__name__}: {exc}"
+        else:
+            self._closed(None)
 
 
 async def prime(url: str, name: str, timeout: float = 15.0) -> None:
