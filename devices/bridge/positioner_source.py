@@ -1,7 +1,8 @@
 """An ophyd positioner as a bridge Source: its position streams, a set moves it.
 
 Works for any ophyd ``PositionerBase`` (EpicsMotor, SoftPositioner, a pseudo axis): the
-position comes from the positioner's ``readback`` event, connection and alarms from the
+position comes from a motor's ``user_readback`` signal (with the IOC's timestamp) or else
+the positioner's ``readback`` event, connection and alarms from the
 metadata of its EPICS signals (if it has any), and limits, units and precision from the
 positioner itself, so a motor's soft-limit change reaches clients and the set checks.
 """
@@ -43,8 +44,15 @@ class PositionerSource:
         for signal in self._watched:
             self._subs.append((signal, signal.subscribe(self._on_meta, event_type=signal.SUB_META, run=True)))
         positioner = self._positioner
-        self._subs.append((positioner, positioner.subscribe(
-            self._on_readback, event_type=positioner.SUB_READBACK, run=True)))
+        # A motor's own readback event carries ophyd's local time (EpicsMotor drops the CA
+        # timestamp, bench/README.md D1); its user_readback signal has the IOC's.
+        readback = getattr(positioner, "user_readback", None)
+        if isinstance(readback, EpicsSignalBase):
+            self._subs.append((readback, readback.subscribe(
+                self._on_readback, event_type=readback.SUB_VALUE, run=True)))
+        else:
+            self._subs.append((positioner, positioner.subscribe(
+                self._on_readback, event_type=positioner.SUB_READBACK, run=True)))
         if not self._watched:  # a soft or pseudo positioner: connected when its parts are
             self._on_meta()
             if positioner.connected:

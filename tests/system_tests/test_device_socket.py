@@ -278,6 +278,11 @@ async def test_motor_streams_readback_moves_to_completion_and_honours_limits(mot
     arrived = await client.next(lambda m: value_of("motor1", "motor1_user_readback")(m)
                                 and m["value"] == pytest.approx(target, abs=1e-3), timeout=5)
     assert arrived["connected"] is True
+    # The readback's timestamp is the IOC's, as on the pv-socket (ophyd's motor event has its own).
+    pv_client = await ws("/api/v1/pv-socket")
+    await pv_client.send({"action": "subscribe", "pv": "TST:mtr2.RBV"})
+    rbv = await pv_client.next(lambda m: m.get("pv") == "TST:mtr2.RBV" and "value" in m and m.get("sub_type") != "meta")
+    assert rbv["value"] == arrived["value"] and rbv["timestamp"] == arrived["timestamp"]
 
     await client.send({"action": "set", "device": "motor1", "value": 400, "id": "far"})
     err = await client.next(reply("far"))
