@@ -150,3 +150,6 @@ class AllowedOriginAdmin(admin.ModelAdmin):
 
     list_display = ["origin", "note", "created_at"]
     search_fields = ["origin", "note"]
+
+
+from .access import admin as access_admin  # noqa: E402,F401 - registers the access admin classes

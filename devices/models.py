@@ -93,3 +93,6 @@ class AllowedOrigin(models.Model):
         parts = urlsplit(self.origin)
         if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path or parts.query:
             raise ValidationError({"origin": "Give scheme, host and optional port only, e.g. https://portal.lab"})
+
+
+from .access.models import AccessRule, ApiToken, AuditEntry  # noqa: E402,F401 - registered with this app

@@ -4,11 +4,13 @@ from django.contrib import admin
 from django.urls import path
 
 from devices import admin_views, api, views
+from devices.access.dry_run import access_dry_run
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("api/v1/health", views.health, name="health"),
     path("api/v1/load-devices", api.load_devices, name="load-devices"),
     path("admin/reload-devices/", admin_views.reload_devices, name="admin-reload-devices"),
+    path("admin/access-dry-run/", access_dry_run, name="admin-access-dry-run"),
     path("admin/", admin.site.urls),
 ]

@@ -36,6 +36,11 @@ class OasSettings:
     # while there is no authentication (existing ophyd-websocket scripts send none).
     allow_no_origin: bool = True
     log_level: str = "INFO"
+    # Reads need a login or an API token (anonymous clients get nothing).
+    auth_required: bool = False
+    # Anonymous clients may write (where rules allow). Only for trusted networks and drop-in
+    # compatibility with ophyd-websocket clients, which cannot log in.
+    anonymous_writes: bool = False
     require_qserver: bool = False
     # "embedded": the bridge runs inside the server process (default without Redis).
     # "external": `manage.py runbridge` runs it (default when REDIS_URL is set).
