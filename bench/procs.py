@@ -133,6 +133,7 @@ class Stack:
             **self.env,
             "DATABASE_URL": f"sqlite:///{self.run_dir / 'bench.sqlite3'}",
             "OAS_LOG_LEVEL": "WARNING",
+            "OAS_ANONYMOUS_WRITES": "true",  # the load clients and the control client do not log in
             "PYTHONUNBUFFERED": "1",
             **server_env,
         }

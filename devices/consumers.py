@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from .access.db import DB_AUDIT, DB_RULES
+from .access.guard import Guard
+from .access.selectors import principal_for
+from .access.settings import current_policy
 from .device_session import DeviceSession
 from .monitor_session import MonitorSession
 from .pv_session import PvSession
@@ -23,12 +28,26 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     session: Session | None = None
 
+    path_label = "pv-socket"
+
     async def connect(self) -> None:
         hub = await get_hub()
+        guard = await self._guard()
         await self.accept()
         client = self.scope.get("client") or ("?", 0)
         self.session = self.session_class(hub=hub, settings=settings.OAS, send=self._send_text,
-                                          close=self._close, client=f"{client[0]}:{client[1]}")
+                                          close=self._close, guard=guard, client=f"{client[0]}:{client[1]}")
+
+    async def _guard(self) -> Guard:
+        """Who this socket is (session user or API token) and from where, fixed at connect."""
+        user = self.scope.get("user")
+        token = self.scope.get("api_token")
+        principal = await database_sync_to_async(principal_for)(user, token)
+        client = self.scope.get("client") or (None, 0)
+        headers = dict(self.scope.get("headers") or [])
+        return Guard(principal=principal, policy=current_policy(), rules=DB_RULES, audit=DB_AUDIT,
+                     address=client[0], origin=headers.get(b"origin", b"").decode("latin-1"),
+                     path=self.path_label, user_id=getattr(user, "pk", None) if principal.username else None)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session is not None:
@@ -47,11 +66,14 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
 class PvSocketConsumer(SessionConsumer):
     session_class = PvSession
+    path_label = "pv-socket"
 
 
 class MonitorConsumer(SessionConsumer):
     session_class = MonitorSession
+    path_label = "monitor"
 
 
 class DeviceSocketConsumer(SessionConsumer):
     session_class = DeviceSession
+    path_label = "device-socket"

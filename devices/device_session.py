@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import wire
+from .access.guard import AuditUnavailable
 from .bridge.device_plan import DevicePlan
 from .hub import Update
 from .requests import DEVICE_WORDS, ProtocolError, PvRequest, decode_frame, parse_request
 from .session import Session
 
 READ_WRITE = "rw"
-READ_ONLY = "ro"
+READ_ONLY = "ro"  # the client asked for read-only (subscribeReadOnly)
+READ_BY_POLICY = "rp"  # the client asked to write, the access rules allow reading only
 KNOWN_SHOWN = 20  # device names listed in an "unknown device" error
 
 
@@ -127,20 +129,36 @@ class DeviceSession(Session):
                 failed.append({"device": name, "error": _unknown(name, known), "code": "unknown_device"})
         return plans, failed
 
+    async def _modes(self, names: list[str], asked: str, failed: list[dict[str, str]]) -> dict[str, str]:
+        """The mode each device gets under the access rules; devices not readable go to ``failed``."""
+        modes: dict[str, str] = {}
+        decisions = await asyncio.gather(*(self.guard.decide(n, "device") for n in names))
+        for name, decision in zip(names, decisions, strict=True):
+            if not decision.can_read:
+                failed.append({"device": name, "error": f"No read access to {name}: {decision.reason}",
+                               "code": "forbidden"})
+            elif asked == READ_WRITE and not decision.can_write:
+                modes[name] = READ_BY_POLICY
+            else:
+                modes[name] = asked
+        return modes
+
     async def _do_subscribe(self, request: PvRequest, mode: str = READ_WRITE) -> None:
         fresh, already, failed = self._partition(request)
-        plans, unknown = await self._describe(fresh)
+        modes = await self._modes([*fresh, *already], mode, failed)
+        plans, unknown = await self._describe([n for n in fresh if n in modes])
         failed += unknown
         for name in already:
             sub = self.subscribed.get(name)
-            if sub is not None and sub.mode != mode:
-                sub.mode = mode
+            if sub is not None and name in modes and sub.mode != modes[name]:
+                sub.mode = modes[name]
                 self._redeliver(name)
+        already = [n for n in already if n in modes]
         topics: list[str] = []
         for name, plan in plans.items():
             if self.ended or name in self.subscribed or name in self._held:
                 continue
-            self.subscribed[name] = DeviceSub(plan, mode)
+            self.subscribed[name] = DeviceSub(plan, modes[name])
             for topic in [s.topic for s in plan.streams]:
                 self._topics[topic] = name
                 topics.append(topic)
@@ -153,11 +171,12 @@ class DeviceSession(Session):
 
     async def _do_subscribeSafely(self, request: PvRequest) -> None:  # noqa: N802 - protocol name
         fresh, already, failed = self._partition(request)
-        plans, unknown = await self._describe(fresh)
+        modes = await self._modes(fresh, READ_WRITE, failed)
+        plans, unknown = await self._describe([n for n in fresh if n in modes])
         failed += unknown
         topics: list[str] = []
         for name, plan in plans.items():
-            self._held[name] = DeviceSub(plan, READ_WRITE)
+            self._held[name] = DeviceSub(plan, modes[name])
             for stream in plan.streams:
                 self._topics[stream.topic] = name
                 topics.append(stream.topic)
@@ -209,8 +228,10 @@ class DeviceSession(Session):
         name, rid = request.names[0], request.request_id
         sub = self.subscribed.get(name)
         if sub is not None and sub.mode == READ_ONLY:
-            raise ProtocolError("read_only", f"{name} is subscribed read-only (subscribeReadOnly); "
-                                "subscribe with 'subscribe' to write", rid, "set")
+            why = f"{name} is subscribed read-only (subscribeReadOnly); subscribe with 'subscribe' to write"
+            await self.record_refusal(target=name, kind="device", signal=request.signal or "", value=request.value,
+                                      why=why)
+            raise ProtocolError("read_only", why, rid, "set")
         if sub is not None:
             plan = sub.plan
         else:
@@ -231,7 +252,8 @@ class DeviceSession(Session):
         self.background(self._set(name, signal, stream.topic, request.value, timeout, rid), rid)
 
     async def _set(self, name: str, signal: str, topic: str, value: Any, timeout: float, rid: Any) -> None:
-        outcome = await self.hub.set(topic, value, timeout)
+        outcome = await self.audited_set(target=name, kind="device", topic=topic, signal=signal, value=value,
+                                         timeout=timeout)
         status = outcome.get("status", "error")
         if status == "done":
             self.reply({"action": "set", "status": "done", "device": name, "signal": signal,
@@ -255,7 +277,21 @@ class DeviceSession(Session):
         self.background(self._stop(name, [s.topic for s in movers], rid), rid)
 
     async def _stop(self, name: str, topics: list[str], rid: Any) -> None:
+        decision = await self.guard.decide(name, "device")
+        if not decision.can_write:
+            await self.guard.refused(target=name, signal="", value="stop", before=None, decision=decision)
+            self.reply({"error": f"No write access to {name}: {decision.reason}", "code": "forbidden",
+                        "action": "stop", "device": name}, rid)
+            return
+        try:
+            record = await self.guard.begin_set(target=name, signal="", value="stop", before=None, decision=decision)
+        except AuditUnavailable as exc:
+            self.reply({"error": str(exc), "code": "audit_unavailable", "action": "stop", "device": name}, rid)
+            return
         outcomes = await asyncio.gather(*(self.hub.stop_motion(t) for t in topics))
+        worst = next((o for o in outcomes if o.get("status") != "done"), outcomes[0])
+        await self.guard.finish_set(record, outcome=str(worst.get("status")), message=str(worst.get("message", "")),
+                                    after=None)
         failed = [o for o in outcomes if o.get("status") != "done"]
         if failed:
             self.reply({"error": failed[0].get("message", "stop failed"), "code": failed[0].get("status"),

@@ -59,6 +59,10 @@ class MonitorSession(Session):
                     f"Subscription limit of {self.settings.max_subscriptions} PVs per socket reached "
                     "(OAS_MAX_SUBSCRIPTIONS); disconnect some first"), rid, action))
                 return
+            decision = await self.guard.decide(name, "pv")
+            if not decision.can_read:
+                self.error(ProtocolError("forbidden", f"No read access to {name}: {decision.reason}", rid, action))
+                return
             self.subscribed[name] = True
             await self.hub.subscribe(self, [name])  # type: ignore[arg-type]
         elif name in self.subscribed:  # disconnecting an unknown PV is silently ignored

@@ -16,7 +16,8 @@ from .requests import ProtocolError, PvRequest, decode_frame, parse_pv_request
 from .session import Session
 
 READ_WRITE = "rw"
-READ_ONLY = "ro"
+READ_ONLY = "ro"  # the client asked for read-only (subscribeReadOnly)
+READ_BY_POLICY = "rp"  # the client asked to write, the access rules allow reading only
 
 
 class PvSession(Session):
@@ -55,14 +56,31 @@ class PvSession(Session):
         handler = getattr(self, "_do_" + request.action)
         await self.guarded(handler(request), request.request_id)
 
+    async def _modes(self, names: list[str], asked: str, failed: list[dict[str, str]]) -> dict[str, str]:
+        """The mode each name gets under the access rules; names not readable go to ``failed``."""
+        modes: dict[str, str] = {}
+        decisions = await asyncio.gather(*(self.guard.decide(n, "pv") for n in names))
+        for name, decision in zip(names, decisions, strict=True):
+            if not decision.can_read:
+                failed.append({"pv": name, "error": f"No read access to {name}: {decision.reason}",
+                               "code": "forbidden"})
+            elif asked == READ_WRITE and not decision.can_write:
+                modes[name] = READ_BY_POLICY
+            else:
+                modes[name] = asked
+        return modes
+
     async def _do_subscribe(self, request: PvRequest, mode: str = READ_WRITE) -> None:
-        subscribed, already, failed = self._partition(request)
+        fresh, already, failed = self._partition(request)
+        modes = await self._modes([*fresh, *already], mode, failed)
         for name in already:
-            if self.subscribed[name] != mode:
-                self.subscribed[name] = mode
+            if name in modes and self.subscribed.get(name) != modes[name]:
+                self.subscribed[name] = modes[name]
                 self._redeliver(name)
+        subscribed = [n for n in fresh if n in modes and not self.ended]
         for name in subscribed:
-            self.subscribed[name] = mode
+            self.subscribed[name] = modes[name]
+        already = [n for n in already if n in modes]
         self._summary(subscribed, already, failed, request.request_id)
         if subscribed:
             await self.hub.subscribe(self, subscribed)  # type: ignore[arg-type]
@@ -72,14 +90,16 @@ class PvSession(Session):
 
     async def _do_subscribeSafely(self, request: PvRequest) -> None:  # noqa: N802 - protocol name
         fresh, already, failed = self._partition(request)
+        modes = await self._modes(fresh, READ_WRITE, failed)
+        fresh = [n for n in fresh if n in modes]
         for name in fresh:
             self._held[name] = {}
         if fresh:
             await self.hub.subscribe(self, fresh)  # type: ignore[arg-type]
-        self.background(self._confirm(fresh, already, failed, request.request_id), request.request_id)
+        self.background(self._confirm(fresh, already, failed, request.request_id, modes), request.request_id)
 
     async def _confirm(self, fresh: list[str], already: list[str], failed: list[dict[str, str]],
-                       request_id: Any) -> None:
+                       request_id: Any, modes: dict[str, str]) -> None:
         timeout = self.settings.connect_timeout_s
         results = await asyncio.gather(*(self.hub.wait_connected(n, timeout) for n in fresh))
         subscribed: list[str] = []
@@ -87,7 +107,7 @@ class PvSession(Session):
         for name, ok in zip(fresh, results, strict=True):
             held = self._held.pop(name, {})
             if ok and not self.ended:
-                self.subscribed[name] = READ_WRITE
+                self.subscribed[name] = modes[name]
                 subscribed.append(name)
                 for kind in ("meta", "value"):
                     if kind in held:
@@ -114,17 +134,15 @@ class PvSession(Session):
     async def _do_set(self, request: PvRequest) -> None:
         name = request.names[0]
         if self.subscribed.get(name) == READ_ONLY:
-            refusal = ProtocolError(
-                "read_only",
-                f"{name} is subscribed read-only (subscribeReadOnly); subscribe with 'subscribe' to write",
-                request.request_id, "set")
-            self._set_error(refusal, name)
+            why = f"{name} is subscribed read-only (subscribeReadOnly); subscribe with 'subscribe' to write"
+            await self.record_refusal(target=name, kind="pv", signal="", value=request.value, why=why)
+            self._set_error(ProtocolError("read_only", why, request.request_id, "set"), name)
             return
         timeout = request.timeout or self.settings.set_timeout_s
         self.background(self._set(name, request.value, timeout, request.request_id), request.request_id)
 
     async def _set(self, name: str, value: Any, timeout: float, request_id: Any) -> None:
-        outcome = await self.hub.set(name, value, timeout)
+        outcome = await self.audited_set(target=name, kind="pv", topic=name, signal="", value=value, timeout=timeout)
         status = outcome.get("status", "error")
         if status == "done":
             payload = {"action": "set", "status": "done", "target": name, "message": outcome.get("message"),

@@ -13,6 +13,7 @@ from typing import Any
 
 from ophydsite.settings.oas import OasSettings
 
+from .access.guard import AuditUnavailable, Guard
 from .hub import Hub
 from .jsonsafe import dumps
 from .mailbox import Mailbox
@@ -28,8 +29,9 @@ class Session:
     """Base of the pv-socket and /monitor sessions."""
 
     def __init__(self, *, hub: Hub, settings: OasSettings, send: Callable[[str], Awaitable[None]],
-                 close: Callable[[int], Awaitable[None]], client: str = "") -> None:
+                 close: Callable[[int], Awaitable[None]], guard: Guard, client: str = "") -> None:
         self.hub = hub
+        self.guard = guard
         self.settings = settings
         self.client = client
         self.limits = Limits(
@@ -83,6 +85,42 @@ class Session:
             log.exception("request failed")
             self.error(ProtocolError("internal", "Internal error while handling the request; see server log",
                                      request_id))
+
+    # --- writes -------------------------------------------------------------------------------
+
+    async def audited_set(self, *, target: str, kind: str, topic: str, signal: str, value: Any,
+                          timeout: float) -> dict[str, Any]:
+        """Check the policy, record the attempt, set through the bridge, record the outcome.
+
+        Returns the bridge's outcome, or a refusal (``forbidden``, ``audit_unavailable``) in the
+        same shape. The audit record is complete before the caller replies.
+        """
+        decision = await self.guard.decide(target, kind)
+        before = self._current_text(topic)
+        if not decision.can_write:
+            await self.guard.refused(target=target, signal=signal, value=value, before=before, decision=decision)
+            return {"status": "forbidden", "message": f"No write access to {target}: {decision.reason}"}
+        try:
+            record = await self.guard.begin_set(target=target, signal=signal, value=value, before=before,
+                                                decision=decision)
+        except AuditUnavailable as exc:
+            return {"status": "audit_unavailable", "message": str(exc)}
+        outcome = await self.hub.set(topic, value, timeout)
+        await self.guard.finish_set(record, outcome=str(outcome.get("status", "other")),
+                                    message=str(outcome.get("message", "")), after=outcome.get("after"))
+        return outcome
+
+    async def record_refusal(self, *, target: str, kind: str, signal: str, value: Any, why: str) -> None:
+        """A set refused by the socket itself (read-only subscription): on record too."""
+        decision = await self.guard.decide(target, kind)
+        refusal = type(decision)(decision.level, decision.rule, why)
+        await self.guard.refused(target=target, signal=signal, value=value, before=None, decision=refusal)
+
+    def _current_text(self, topic: str) -> str | None:
+        for update in self.hub.current(topic):
+            if update.kind == "value":
+                return str(update.msg.get("value"))
+        return None
 
     # --- lifecycle --------------------------------------------------------------------------
 

@@ -69,6 +69,7 @@ class PvEntry:
         self._encoded_text = "null"
         self._encoding = False
         self._reopen_delay = REOPEN_FIRST_S
+        self._value_waiters: list[asyncio.Future[None]] = []
 
     # --- SourceSink: called on the loop via call_soon_threadsafe -------------------------
 
@@ -139,6 +140,10 @@ class PvEntry:
         first = not self.fresh
         self.last = event
         self.fresh = True
+        for waiter in self._value_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._value_waiters.clear()
         if not self.ready.is_set():
             return  # published together with the metadata once it is known
         alarm_changed = previous is None or (previous.severity, previous.status) != (
@@ -147,6 +152,17 @@ class PvEntry:
             self._publish_state()
         else:
             self._publish_value_capped()
+
+    async def next_value(self, seen: ValueEvent | None, timeout: float) -> None:
+        """Wait until a value newer than ``seen`` arrived (at most ``timeout`` seconds)."""
+        if self.last is not seen:
+            return
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._value_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            pass
 
     # --- state published ------------------------------------------------------------------
 

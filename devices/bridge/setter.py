@@ -16,6 +16,8 @@ from devices.topics import topic_label
 from .entry import PvEntry
 from .putcheck import PutRejected, coerce_for_put
 
+READBACK_WAIT_S = 0.5  # at most this long after a completed put for the IOC's monitor update
+
 
 @dataclass(frozen=True)
 class SetOutcome:
@@ -25,6 +27,8 @@ class SetOutcome:
     message: str
     value: Any = None
     duration_s: float = 0.0
+    before: str | None = None  # JSON text of the value when the set started (for the audit)
+    after: str | None = None  # JSON text of the value the bridge held when the set ended
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -38,14 +42,19 @@ async def perform_set(entry: PvEntry, value: Any, timeout: float) -> SetOutcome:
 
     label = topic_label(entry.name)
 
+    before: str | None = None
+
     def outcome(status: str, message: str, written: Any = None) -> SetOutcome:
-        return SetOutcome(status, message, written, round(time.monotonic() - started, 6))
+        after = entry.value_message()["value"] if entry.last is not None else None
+        return SetOutcome(status, message, written, round(time.monotonic() - started, 6), before, after)
 
     try:
         await asyncio.wait_for(entry.ready.wait(), max(deadline - loop.time(), 0.001))
     except TimeoutError:
         return outcome("not_connected", f"{label} is not connected (waited {timeout:g} s)")
     assert entry.info is not None
+    before = entry.value_message()["value"] if entry.last is not None else None
+    seen_before = entry.last
     if not entry.access[1]:
         device = label != entry.name
         why = "is read-only: writes are not allowed" if device else "does not accept writes (IOC access rights)"
@@ -74,6 +83,9 @@ async def perform_set(entry: PvEntry, value: Any, timeout: float) -> SetOutcome:
         return outcome("timeout", f"{label} did not complete the write within {timeout:g} s", coerced)
     if not ok:
         return outcome("ioc_refused", f"The write to {label} failed: {message}", coerced)
+    # The monitor update with what the IOC stored follows the put completion: wait briefly so
+    # the audit's "readback after" is that value, not the one before.
+    await entry.next_value(seen_before, READBACK_WAIT_S)
     return outcome("done", f"Set {label} to {coerced!r}", coerced)
 
 

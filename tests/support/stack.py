@@ -9,6 +9,8 @@ from typing import Any
 
 from channels.layers import InMemoryChannelLayer
 
+from devices.access.guard import Guard, MemoryAudit, StaticRules
+from devices.access.rules import Level, Policy, Principal, Rule
 from devices.bridge.server import Bridge
 from devices.hub import Hub
 from ophydsite.settings.oas import OasSettings
@@ -44,11 +46,17 @@ class Stack:
 class Client:
     """Drives a session like a socket would and collects what it sends."""
 
-    def __init__(self, session_class: Any, stack: Stack, send: Any = None) -> None:
-        """``send``: replaces the socket's send (e.g. one that never returns, a stuck client)."""
+    def __init__(self, session_class: Any, stack: Stack, send: Any = None, guard: Guard | None = None) -> None:
+        """``send``: replaces the socket's send (e.g. one that never returns, a stuck client).
+        ``guard``: who the client is; by default an anonymous client everything is open to
+        (the access rules are tested on their own), its audit kept in ``self.audit``."""
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.closed_with: int | None = None
-        self.session = session_class(hub=stack.hub, settings=stack.settings, send=send or self._send,
+        self.audit = MemoryAudit()
+        guard = guard or Guard(principal=Principal(), policy=Policy(anonymous_writes=True),
+                               rules=StaticRules((Rule("everything", "*", Level.WRITE),)), audit=self.audit,
+                               path="test")
+        self.session = session_class(hub=stack.hub, settings=stack.settings, send=send or self._send, guard=guard,
                                      close=self._close, client="test")
 
     async def _send(self, text: str) -> None:

@@ -13,6 +13,9 @@ TEST_OAS: dict[str, Any] = {
     "max_names_per_request": 40,
     "load_devices_on_start": False,  # tests reload explicitly, with database access granted
     "device_state_period_s": 0.3,
+    # The protocol tests run in the drop-in compatibility mode (anonymous clients write, as
+    # with ophyd-websocket); tests/system_tests/test_access.py checks the policy itself.
+    "anonymous_writes": True,
 }
 
 

@@ -23,7 +23,8 @@ STALL_S = 2.0
 @pytest.fixture(scope="module")
 def server(ioc, tmp_path_factory):
     db = tmp_path_factory.mktemp("db") / "e2e.sqlite3"
-    proc = ServerProcess({"DATABASE_URL": f"sqlite:///{db}", "OAS_CLIENT_STALL_TIMEOUT_S": str(STALL_S),
+    proc = ServerProcess({"DATABASE_URL": f"sqlite:///{db}", "OAS_ANONYMOUS_WRITES": "true",
+                          "OAS_CLIENT_STALL_TIMEOUT_S": str(STALL_S),
                           "OAS_CLIENT_CLOSE_WAIT_S": "10"})
     proc.start()
     yield proc

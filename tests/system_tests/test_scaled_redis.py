@@ -40,7 +40,7 @@ def scaled(ioc, tmp_path_factory):
     env = {"OAS_STARTUP_DIR": str(startup),
            "REDIS_URL": "redis://127.0.0.1:6379/0", "OAS_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}",
            "OAS_BRIDGE": "external", "DATABASE_URL": f"sqlite:///{db}", "OAS_RELEASE_GRACE_S": "1",
-           "OAS_LEASE_S": "3"}
+           "OAS_LEASE_S": "3", "OAS_ANONYMOUS_WRITES": "true"}  # ophyd-websocket clients: no login
     bridge = ServerProcess({**env, "OAS_DEVICE_STATE_PERIOD_S": "0.5"}, command="runbridge").start()
     servers = [ServerProcess({**env, "OAS_LOAD_DEVICES_ON_START": "false"}).start(),
                ServerProcess({**env, "OAS_LOAD_DEVICES_ON_START": "false"}).start()]

@@ -70,6 +70,10 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=0)  # with an external bridge, runbridge does
         helpers: list[subprocess.Popen[bytes]] = []
         if options["demo"]:
+            if "OAS_ANONYMOUS_WRITES" not in os.environ and host in {"localhost", "127.0.0.1", "::1"}:
+                # A newcomer's demo on loopback: the page and scripts may set values without a login.
+                settings.OAS = replace(settings.OAS, anonymous_writes=True)
+                self.stdout.write("demo on loopback: anonymous clients may write (OAS_ANONYMOUS_WRITES)")
             helpers = start_demo_ioc(prefix="DEMO:")
             self.stdout.write(f"demo IOC serving DEMO:* on {os.environ['EPICS_CA_ADDR_LIST']}")
         BoundedCloseWebSocketProtocol.close_wait = settings.OAS.client_close_wait_s

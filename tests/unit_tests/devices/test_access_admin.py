@@ -28,7 +28,10 @@ def test_rule_validation_refuses_bad_regex_and_networks(client, root):
     assert add_rule(client).status_code == 302 and AccessRule.objects.count() == 1
 
 
-def test_dry_run_names_the_deciding_rule(client, root):
+def test_dry_run_names_the_deciding_rule(client, root, settings):
+    from dataclasses import replace
+
+    settings.OAS = replace(settings.OAS, anonymous_writes=False, auth_required=False)
     ops = Group.objects.create(name="operators")
     alice = User.objects.create_user("alice", password="pw-123456")
     alice.groups.add(ops)

@@ -1,0 +1,47 @@
+"""The database side of the guard: rules read through a short cache, audit rows."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from .models import AuditEntry
+from .rules import Rule
+from .selectors import access_rules_load
+
+RULE_CACHE_S = 2.0  # an edit in the admin applies within this long, without a restart
+
+
+class DbRules:
+    """Enabled AccessRule rows; shared by every socket of a process."""
+
+    def __init__(self) -> None:
+        self._cached: tuple[float, tuple[Rule, ...]] | None = None
+
+    async def rules(self) -> tuple[Rule, ...]:
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] >= RULE_CACHE_S:
+            self._cached = (now, await database_sync_to_async(access_rules_load)())
+        return self._cached[1]
+
+
+class DbAudit:
+    async def begin(self, record: dict[str, Any]) -> int:
+        return await database_sync_to_async(_insert)(record)
+
+    async def finish(self, key: int, changes: dict[str, Any]) -> None:
+        await database_sync_to_async(_update)(key, changes)
+
+
+def _insert(record: dict[str, Any]) -> int:
+    return AuditEntry.objects.create(**record).pk
+
+
+def _update(key: int, changes: dict[str, Any]) -> None:
+    AuditEntry.objects.filter(pk=key).update(**changes)
+
+
+DB_RULES = DbRules()
+DB_AUDIT = DbAudit()

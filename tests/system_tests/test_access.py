@@ -1,0 +1,194 @@
+"""Access rules and the write audit on every socket, against the real IOC and database.
+
+Browser-like clients authenticate with Django's session cookie; the policy is the default
+one (anonymous may read, writes need a rule or the default-write permission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.test import Client as HttpClient
+
+from devices.access import db as access_db
+from devices.access.models import AccessRule, AuditEntry
+from devices.runtime import get_hub
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(90), pytest.mark.django_db(transaction=True)]
+FILES = Path(__file__).resolve().parents[1] / "support" / "startup_files"
+
+
+@pytest.fixture(autouse=True)
+def strict_policy(monkeypatch):
+    """The default policy (no anonymous writes) and rules read at every request."""
+    monkeypatch.setattr(access_db, "RULE_CACHE_S", 0.0)
+    access_db.DB_RULES._cached = None
+    original = settings.OAS
+    settings.OAS = replace(original, anonymous_writes=False)
+    yield
+    settings.OAS = original
+
+
+@sync_to_async
+def make_user(name: str, *groups: str) -> str:
+    """A user in ``groups``; returns a session cookie for it."""
+    user = User.objects.create_user(name, password="pw-123456")
+    for group in groups:
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
+    http = HttpClient()
+    http.force_login(user)
+    return f"sessionid={http.cookies['sessionid'].value}"
+
+
+@sync_to_async
+def rule(name: str, pattern: str, level: int, *, groups: tuple[str, ...] = (), target: str = "any") -> None:
+    row = AccessRule.objects.create(name=name, pattern=pattern, level=level, target=target)
+    for group in groups:
+        row.groups.add(Group.objects.get_or_create(name=group)[0])
+
+
+@sync_to_async
+def audit_rows() -> list[AuditEntry]:
+    return list(AuditEntry.objects.order_by("at"))
+
+
+class Sock:
+    def __init__(self, path: str, cookie: str | None = None) -> None:
+        from ophydsite.asgi import application
+
+        headers = [(b"cookie", cookie.encode())] if cookie else []
+        self.comm = WebsocketCommunicator(application, path, headers=headers)
+
+    async def __aenter__(self) -> Sock:
+        connected, _ = await self.comm.connect(timeout=10)
+        assert connected
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.comm.disconnect()
+
+    async def ask(self, message: dict, where=None, timeout: float = 10.0) -> dict:
+        await self.comm.send_json_to(message)
+        rid = message.get("id")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            event = await asyncio.wait_for(self.comm.output_queue.get(), max(deadline - loop.time(), 0.01))
+            if event["type"] != "websocket.send":
+                raise ConnectionError(event)
+            import json
+
+            msg = json.loads(event["text"])
+            if (where or (lambda m: m.get("id") == rid))(msg):
+                return msg
+
+
+def value_of(pv):
+    return lambda m: m.get("pv") == pv and "value" in m and m.get("sub_type") != "meta"
+
+
+async def test_anonymous_reads_but_may_not_write_and_the_refusal_is_on_record(ioc):
+    async with Sock("/api/v1/pv-socket") as anon:
+        await anon.comm.send_json_to({"action": "subscribe", "pv": "TST:m1:sp"})
+        summary = await anon.ask({"action": "subscribe", "pv": "TST:m1:rbv", "id": 1})
+        assert summary["subscribed"] == ["TST:m1:rbv"]
+        value = await anon.ask({"action": "refresh", "id": 2}, where=value_of("TST:m1:sp"))
+        assert value["write_access"] is False  # the truth for this client
+        err = await anon.ask({"action": "set", "pv": "TST:m1:sp", "value": 1.0, "id": 3})
+        assert err["code"] == "forbidden" and "anonymous" in err["error"]
+    [row] = await audit_rows()
+    assert (row.username, row.path, row.target, row.outcome, row.value_requested) == (
+        "", "pv-socket", "TST:m1:sp", "refused", "1.0")
+
+
+async def test_user_without_rule_is_refused_user_with_rule_writes_and_both_are_audited(ioc):
+    viewer = await make_user("viewer")
+    operator = await make_user("op", "operators")
+    await rule("ops-m1", "TST:m1:*", 2, groups=("operators",))
+    async with Sock("/api/v1/pv-socket", viewer) as sock:
+        err = await sock.ask({"action": "set", "pv": "TST:m1:sp", "value": 2.0, "id": 1})
+        assert err["code"] == "forbidden" and "default policy" in err["error"]
+    async with Sock("/api/v1/pv-socket", operator) as sock:
+        value = await sock.ask({"action": "subscribe", "pv": "TST:m1:sp"}, where=value_of("TST:m1:sp"))
+        assert value["write_access"] is True
+        done = await sock.ask({"action": "set", "pv": "TST:m1:sp", "value": 2.5, "timeout": 5, "id": 2})
+        assert done["status"] == "done"
+    refused, allowed = await audit_rows()
+    assert (refused.username, refused.outcome, refused.rule) == ("viewer", "refused", "")
+    assert (allowed.username, allowed.outcome, allowed.rule, allowed.value_requested) == ("op", "done", "ops-m1", "2.5")
+    assert allowed.readback_after == "2.5" and allowed.value_before != "" and allowed.duration_s is not None
+    assert allowed.user_id is not None and allowed.path == "pv-socket"
+
+
+async def test_a_none_rule_hides_a_pv_on_the_pv_socket_and_monitor(ioc):
+    await rule("hide-ro", "TST:ro", 0)
+    async with Sock("/api/v1/pv-socket") as sock:
+        summary = await sock.ask({"action": "subscribe", "pvs": ["TST:ro", "TST:counter"], "id": 1})
+        assert summary["subscribed"] == ["TST:counter"]
+        assert summary["failed"][0]["code"] == "forbidden" and "hide-ro" in summary["failed"][0]["error"]
+    async with Sock("/monitor") as sock:
+        err = await sock.ask({"action": "connect", "pv": "TST:ro"}, where=lambda m: m.get("msg_type") == "error")
+        assert err["code"] == "forbidden"
+
+
+async def test_a_rule_added_in_the_admin_applies_without_a_restart(ioc):
+    operator = await make_user("op2", "operators")
+    async with Sock("/api/v1/pv-socket", operator) as sock:
+        assert (await sock.ask({"action": "set", "pv": "TST:m2:sp", "value": 1, "id": 1}))["code"] == "forbidden"
+        await rule("ops-m2", "TST:m2:sp", 2, groups=("operators",))
+        assert (await sock.ask({"action": "set", "pv": "TST:m2:sp", "value": 1, "timeout": 5, "id": 2}))[
+            "status"] == "done"
+
+
+async def test_device_socket_follows_device_rules_and_audits_the_signal(ioc, tmp_path):
+    folder = tmp_path / "startup"
+    folder.mkdir()
+    shutil.copy(FILES / "00_signals.py", folder / "00_signals.py")
+    original = settings.OAS
+    settings.OAS = replace(original, startup_dir=str(folder))
+    try:
+        assert (await (await get_hub()).reload_devices(60.0))["status"] == "ok"
+        operator = await make_user("op3", "operators")
+        await rule("ops-devices", "m1_*", 2, groups=("operators",), target="device")
+        await rule("no-pv-rule-for-devices", "m1_sp", 0, target="pv")  # a PV rule does not touch devices
+        async with Sock("/api/v1/device-socket") as anon:
+            err = await anon.ask({"action": "set", "device": "m1_sp", "value": 1, "id": 1})
+            assert err["code"] == "forbidden"
+        async with Sock("/api/v1/device-socket", operator) as sock:
+            done = await sock.ask({"action": "set", "device": "m1_sp", "value": 3.5, "timeout": 5, "id": 2})
+            assert done["status"] == "done", done
+    finally:
+        settings.OAS = original
+    refused, allowed = await audit_rows()
+    assert (refused.path, refused.target, refused.outcome) == ("device-socket", "m1_sp", "refused")
+    assert (allowed.username, allowed.signal, allowed.outcome, allowed.rule) == ("op3", "m1_sp", "done", "ops-devices")
+
+
+async def test_a_write_whose_audit_record_cannot_be_stored_is_refused(ioc):
+    operator = await make_user("op4", "operators")
+    await rule("ops-m3", "TST:m3:sp", 2, groups=("operators",))
+
+    @sync_to_async
+    def rename(a: str, b: str) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {a} RENAME TO {b}")
+
+    async with Sock("/api/v1/pv-socket", operator) as sock:
+        before = await sock.ask({"action": "subscribe", "pv": "TST:m3:sp"}, where=value_of("TST:m3:sp"))
+        await rename("devices_auditentry", "devices_auditentry_away")  # the database refuses the record
+        try:
+            err = await sock.ask({"action": "set", "pv": "TST:m3:sp", "value": before["value"] + 1, "id": 1})
+        finally:
+            await rename("devices_auditentry_away", "devices_auditentry")
+        assert err["code"] == "audit_unavailable" and "not done" in err["error"]
+        again = await sock.ask({"action": "refresh", "id": 2}, where=value_of("TST:m3:sp"))
+        assert again["value"] == before["value"]  # nothing was written
