@@ -1,4 +1,4 @@
-"""The one wiring point: HTTP through Django, WebSockets through origin check, auth, routes."""
+"""The one wiring point: HTTP through Django, WebSockets through auth, origin check, routes."""
 
 import os
 
@@ -12,10 +12,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from ophydsite.origins import OriginCheckMiddleware  # noqa: E402
 from ophydsite.routing import websocket_urlpatterns  # noqa: E402
+from ophydsite.token_auth import TokenAuthMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginCheckMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Session user, then an API token in place of it, then the Origin check (which lets
+        # scripts without an Origin header in when they authenticate), then the routes.
+        "websocket": AuthMiddlewareStack(TokenAuthMiddleware(OriginCheckMiddleware(URLRouter(websocket_urlpatterns)))),
     }
 )

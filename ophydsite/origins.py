@@ -3,8 +3,8 @@
 A browser page may open a socket only from an allowed origin: the server's own host,
 the origins in OAS_ALLOWED_ORIGINS and the admin's table, and, while neither lists any,
 pages served from localhost (a developer's app on another port). Requests without an Origin
-header are scripts, not browsers; they pass while OAS_ALLOW_NO_ORIGIN is true (the default
-until scripts can authenticate).
+header are scripts, not browsers; they pass when they authenticate with an API token, or
+while OAS_ALLOW_NO_ORIGIN is true (the default, for ophyd-websocket scripts without tokens).
 A refused handshake is closed cleanly (HTTP 403) and logged. Origins added in the admin
 (devices.AllowedOrigin) count from the next handshake, read through a cache of
 ``ORIGIN_CACHE_S`` seconds, without a restart.
@@ -71,8 +71,10 @@ class OriginCheckMiddleware:
             headers = dict(scope.get("headers") or [])
             origin = headers.get(b"origin", b"").decode("latin-1")
             host = headers.get(b"host", b"").decode("latin-1")
-            refused = (not settings.OAS.allow_no_origin) if not origin else not origin_allowed(
-                origin, host, await allowed_origins())
+            if not origin:  # a script: allowed when it authenticates with a token, or by the setting
+                refused = not (settings.OAS.allow_no_origin or scope.get("api_token"))
+            else:
+                refused = not origin_allowed(origin, host, await allowed_origins())
             if refused:
                 log.warning("refused WebSocket %s from origin %s", scope.get("path"), origin or "(none)")
                 await receive()  # the websocket.connect event

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from channels.db import database_sync_to_async
 
 from .models import AuditEntry
-from .rules import Rule
+from .rules import Level, Rule
 from .selectors import access_rules_load
 
 RULE_CACHE_S = 2.0  # an edit in the admin applies within this long, without a restart
+UNAVAILABLE = Rule("access-rules-unavailable", "*", Level.READ)
+
+log = logging.getLogger(__name__)
 
 
 class DbRules:
@@ -23,7 +27,13 @@ class DbRules:
     async def rules(self) -> tuple[Rule, ...]:
         now = time.monotonic()
         if self._cached is None or now - self._cached[0] >= RULE_CACHE_S:
-            self._cached = (now, await database_sync_to_async(access_rules_load)())
+            try:
+                self._cached = (now, await database_sync_to_async(access_rules_load)())
+            except Exception:  # noqa: BLE001 - the database is away: fail safe, keep serving
+                log.exception("reading the access rules failed")
+                # The last rules known, or (never read) read-only for everybody: no write
+                # happens under rules nobody could check.
+                return self._cached[1] if self._cached is not None else (UNAVAILABLE,)
         return self._cached[1]
 
 

@@ -52,7 +52,7 @@ class CaSource:
             self._opened.set()
 
     def _create(self) -> None:
-        self._pv = epics.PV(
+        self._pv = _PrivatePV(
             self.name,
             form="time",
             auto_monitor=True,
@@ -171,6 +171,24 @@ class CaSource:
                 ca.clear_channel(chid)
         except Exception:  # noqa: BLE001 - releasing must never break the bridge
             log.exception("releasing %s", self.name)
+
+
+class _PrivatePV(epics.PV):
+    """A pyepics PV that is not in pyepics' PV cache, and keeps it that way.
+
+    ``PV.disconnect`` (also run by ``__del__``) evicts whatever cached PV has the same name
+    and form, which is ophyd's PV when a device uses the same channel. ophyd then makes a
+    second PV object on the shared channel and, when the first one's last signal goes, clears
+    the channel under the second: a reloaded EpicsMotor stayed without callbacks (found by
+    tests/system_tests/test_demo_motor.py after a pv-socket client watched the motor's RBV).
+    """
+
+    def disconnect(self, deepclean: bool = True) -> None:
+        key = (self.pvname, self.form, ca.current_context())
+        cached = epics.pv._PVcache_.get(key)
+        super().disconnect(deepclean)
+        if cached is not None and cached is not self:
+            epics.pv._PVcache_.setdefault(key, cached)  # not ours to evict
 
 
 def _unused(name: str) -> bool:

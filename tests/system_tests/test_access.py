@@ -192,3 +192,76 @@ async def test_a_write_whose_audit_record_cannot_be_stored_is_refused(ioc):
         assert err["code"] == "audit_unavailable" and "not done" in err["error"]
         again = await sock.ask({"action": "refresh", "id": 2}, where=value_of("TST:m3:sp"))
         assert again["value"] == before["value"]  # nothing was written
+
+
+@sync_to_async
+def make_token(username: str, *groups: str, expired: bool = False, revoked: bool = False) -> str:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from devices.access.tokens import api_token_create, api_token_revoke
+
+    user = User.objects.create_user(username, password="pw-123456")
+    for group in groups:
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
+    token, key = api_token_create(user=user, label=f"{username}-script",
+                                  expires_at=timezone.now() - timedelta(seconds=1) if expired else None)
+    if revoked:
+        api_token_revoke(token=token)
+    return key
+
+
+async def handshake(path: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    from ophydsite.asgi import application
+
+    comm = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await comm.connect(timeout=5)
+    if connected:
+        await comm.disconnect()
+    return connected
+
+
+async def test_api_token_writes_as_its_user_and_is_named_in_the_audit(ioc):
+    from ophydsite.asgi import application
+
+    key = await make_token("robot", "operators")
+    await rule("ops-m1-tok", "TST:m1:sp", 2, groups=("operators",))
+    comm = WebsocketCommunicator(application, "/api/v1/pv-socket",
+                                 headers=[(b"authorization", f"Bearer {key}".encode())])
+    assert (await comm.connect(timeout=5))[0]
+    await comm.send_json_to({"action": "set", "pv": "TST:m1:sp", "value": 4.25, "timeout": 5, "id": 1})
+    while True:
+        msg = await comm.receive_json_from(timeout=10)
+        if msg.get("id") == 1:
+            break
+    await comm.disconnect()
+    assert msg["status"] == "done", msg
+    [row] = await audit_rows()
+    assert (row.username, row.token, row.outcome) == ("robot", "robot-script", "done")
+
+
+async def test_bad_revoked_expired_and_url_tokens_are_refused_at_the_handshake(ioc):
+    revoked = await make_token("r1", revoked=True)
+    expired = await make_token("r2", expired=True)
+    good = await make_token("r3")
+    assert not await handshake("/api/v1/pv-socket", [(b"authorization", f"Bearer {revoked}".encode())])
+    assert not await handshake("/api/v1/device-socket", [(b"authorization", f"Bearer {expired}".encode())])
+    assert not await handshake("/monitor", [(b"authorization", b"Bearer oas_nonsense")])
+    assert not await handshake(f"/api/v1/pv-socket?token={good}", [])
+    assert await handshake("/api/v1/pv-socket", [(b"authorization", f"Bearer {good}".encode())])
+
+
+async def test_scripts_without_origin_need_a_token_when_the_setting_says_so(ioc):
+    key = await make_token("r4")
+    settings.OAS = replace(settings.OAS, allow_no_origin=False)
+    assert not await handshake("/api/v1/pv-socket", [])
+    assert await handshake("/api/v1/pv-socket", [(b"authorization", f"Bearer {key}".encode())])
+
+
+async def test_http_tokens_only_in_the_header(ioc, async_client):
+    assert (await async_client.get("/api/v1/health", headers={"authorization": "Bearer oas_nope"})).status_code == 401
+    response = await async_client.get("/api/v1/health?token=abc")
+    assert response.status_code == 400 and "Authorization header" in response.json()["error"]
+    key = await make_token("r5")
+    assert (await async_client.get("/api/v1/health", headers={"authorization": f"Bearer {key}"})).status_code == 200
