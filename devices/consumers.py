@@ -10,7 +10,8 @@ from django.conf import settings
 
 from .access.db import DB_AUDIT, DB_RULES
 from .access.guard import Guard
-from .access.selectors import principal_for
+from .access.rules import Principal
+from .access.selectors import principal_for, principal_now
 from .access.settings import current_policy
 from .device_session import DeviceSession
 from .monitor_session import MonitorSession
@@ -45,9 +46,20 @@ class SessionConsumer(AsyncWebsocketConsumer):
         principal = await database_sync_to_async(principal_for)(user, token)
         client = self.scope.get("client") or (None, 0)
         headers = dict(self.scope.get("headers") or [])
+        user_id = getattr(user, "pk", None) if principal.username else None
+        session = self.scope.get("session")
+        session_key = getattr(session, "session_key", None) if token is None else None
+        token_id = self.scope.get("api_token_id")
+
+        async def refresh() -> Principal | None:
+            if user_id is None:
+                return principal  # anonymous stays anonymous
+            return await database_sync_to_async(principal_now)(user_id=user_id, session_key=session_key,
+                                                               token_id=token_id, token_label=token)
+
         return Guard(principal=principal, policy=current_policy(), rules=DB_RULES, audit=DB_AUDIT,
                      address=client[0], origin=headers.get(b"origin", b"").decode("latin-1"),
-                     path=self.path_label, user_id=getattr(user, "pk", None) if principal.username else None)
+                     path=self.path_label, user_id=user_id, refresh=refresh)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.session is not None:

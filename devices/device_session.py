@@ -306,6 +306,26 @@ class DeviceSession(Session):
         for name in names:
             self._redeliver(name)
 
+    async def review_access(self) -> None:
+        names = list(self.subscribed)
+        if not names:
+            return
+        decisions = await asyncio.gather(*(self.guard.decide(n, "device") for n in names))
+        for name, decision in zip(names, decisions, strict=True):
+            sub = self.subscribed.get(name)
+            if sub is None:
+                continue
+            if not decision.can_read:
+                del self.subscribed[name]
+                self.reply({"error": f"No read access to {name} any more: {decision.reason}; unsubscribed",
+                            "code": "forbidden", "device": name})
+                await self._drop_topics(sub.topics)
+                continue
+            now = sub.mode if sub.mode == READ_ONLY else (READ_WRITE if decision.can_write else READ_BY_POLICY)
+            if now != sub.mode:
+                sub.mode = now
+                self._redeliver(name)
+
     # --- reloads ----------------------------------------------------------------------------
 
     def registry_reloaded(self, devices: list[str]) -> None:

@@ -6,6 +6,7 @@ connect to. Replies are ``connection`` and ``monitor`` messages (see docs/protoc
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from . import wire
@@ -70,6 +71,19 @@ class MonitorSession(Session):
             self._conn_sent.pop(name, None)
             self.mailbox.drop(name)
             await self.hub.unsubscribe(self, [name])  # type: ignore[arg-type]
+
+    async def review_access(self) -> None:
+        names = list(self.subscribed)
+        decisions = await asyncio.gather(*(self.guard.decide(n, "pv") for n in names))
+        lost = [n for n, d in zip(names, decisions, strict=True) if not d.can_read]
+        for name in lost:
+            del self.subscribed[name]
+            self._conn_sent.pop(name, None)
+            self.mailbox.drop(name)
+            self.error(ProtocolError("forbidden", f"No read access to {name} any more; disconnected", None,
+                                     "connect"))
+        if lost:
+            await self.hub.unsubscribe(self, lost)  # type: ignore[arg-type]
 
     def _parse(self, text: str | None, data: bytes | None) -> tuple[str, str, Any]:
         try:

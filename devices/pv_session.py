@@ -163,6 +163,31 @@ class PvSession(Session):
         for name in names:
             self._redeliver(name)
 
+    async def review_access(self) -> None:
+        names = [n for n, mode in self.subscribed.items() if mode != READ_ONLY] + [
+            n for n, mode in self.subscribed.items() if mode == READ_ONLY]
+        if not names:
+            return
+        decisions = await asyncio.gather(*(self.guard.decide(n, "pv") for n in names))
+        lost: list[str] = []
+        for name, decision in zip(names, decisions, strict=True):
+            mode = self.subscribed.get(name)
+            if mode is None:
+                continue
+            if not decision.can_read:
+                lost.append(name)
+                del self.subscribed[name]
+                self.mailbox.drop(name)
+                self.reply({"error": f"No read access to {name} any more: {decision.reason}; unsubscribed",
+                            "code": "forbidden", "pv": name})
+                continue
+            now = mode if mode == READ_ONLY else (READ_WRITE if decision.can_write else READ_BY_POLICY)
+            if now != mode:
+                self.subscribed[name] = now
+                self._redeliver(name)  # write_access tells the new truth
+        if lost:
+            await self.hub.unsubscribe(self, lost)  # type: ignore[arg-type]
+
     # --- helpers ----------------------------------------------------------------------------
 
     def _redeliver(self, name: str) -> None:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 100
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_UNAUTHORIZED = 4401  # logged out, deactivated, or the token was revoked
 
 
 class Session:
@@ -44,6 +45,7 @@ class Session:
         self.mailbox = Mailbox(send, max_replies=settings.max_pending_replies,
                                stall_timeout=settings.client_stall_timeout_s, on_stuck=self._stuck)
         self._sender = asyncio.create_task(self.mailbox.run(), name="mailbox-sender")
+        self._reviewer = asyncio.create_task(self._review_loop(), name="access-review")
         self._tasks: set[asyncio.Task[None]] = set()
         self.subscribed: dict[str, Any] = {}
         self.ended = False
@@ -85,6 +87,29 @@ class Session:
             log.exception("request failed")
             self.error(ProtocolError("internal", "Internal error while handling the request; see server log",
                                      request_id))
+
+    # --- access over time ---------------------------------------------------------------------
+
+    async def _review_loop(self) -> None:
+        """Who the socket is and what the rules allow are checked again every few seconds: a
+        user who logged out, was deactivated or whose token was revoked is disconnected; lost
+        or gained rights change what each subscription is told (and may read)."""
+        while not self.ended:
+            await asyncio.sleep(self.settings.access_review_s)
+            try:
+                if not await self.guard.refresh():
+                    log.info("closing %s: %s is no longer authenticated", self.client, self.guard.principal.describe())
+                    await self.end()
+                    await self._close(CLOSE_UNAUTHORIZED)
+                    return
+                await self.review_access()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - tried again at the next period
+                log.exception("reviewing the access of %s failed", self.client)
+
+    async def review_access(self) -> None:
+        """Re-evaluate the rules for everything subscribed (each protocol its own)."""
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -141,7 +166,7 @@ class Session:
             return
         self.ended = True
         self.mailbox.close()
-        for task in [*self._tasks, self._sender]:
+        for task in [*self._tasks, self._sender, self._reviewer]:
             task.cancel()
         names = list(self.subscribed)
         self.subscribed.clear()

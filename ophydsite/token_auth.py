@@ -46,7 +46,7 @@ class TokenAuthMiddleware:
             else:
                 token, why = await database_sync_to_async(api_token_authenticate)(key)
                 if token is not None:
-                    scope = dict(scope, user=token.user, api_token=token.label)
+                    scope = dict(scope, user=token.user, api_token=token.label, api_token_id=token.pk)
         if why:
             log.warning("refused WebSocket %s from %s: %s", scope.get("path"), (scope.get("client") or ["?"])[0], why)
             await receive()  # the websocket.connect event

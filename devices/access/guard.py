@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -72,8 +73,11 @@ class Guard:
     """Access decisions and audit records for one socket."""
 
     def __init__(self, *, principal: Principal, policy: Policy, rules: RuleSource, audit: AuditSink,
-                 address: str | None = None, origin: str = "", path: str = "", user_id: int | None = None) -> None:
+                 address: str | None = None, origin: str = "", path: str = "", user_id: int | None = None,
+                 refresh: Callable[[], Awaitable[Principal | None]] | None = None) -> None:
+        """``refresh``: who the socket is now (None: logged out, deactivated, token revoked)."""
         self.principal = principal
+        self._refresh = refresh
         self.policy = policy
         self.address = address
         self.origin = origin
@@ -81,6 +85,16 @@ class Guard:
         self.user_id = user_id
         self._rules = rules
         self._audit = audit
+
+    async def refresh(self) -> bool:
+        """Re-read who the socket is; False when it must be closed."""
+        if self._refresh is None:
+            return True
+        principal = await self._refresh()
+        if principal is None:
+            return False
+        self.principal = principal
+        return True
 
     async def decide(self, name: str, kind: str) -> Decision:
         return decide(await self._rules.rules(), principal=self.principal, name=name, kind=kind,

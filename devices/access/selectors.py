@@ -30,3 +30,25 @@ def principal_for(user: Any, token_label: str | None = None) -> Principal:
     groups = frozenset(user.groups.values_list("name", flat=True))
     return Principal(username=user.get_username(), groups=groups,
                      default_write=user.has_perm("devices.write_default"), token=token_label)
+
+
+def principal_now(*, user_id: int, session_key: str | None, token_id: int | None,
+                  token_label: str | None) -> Principal | None:
+    """Who a socket opened as ``user_id`` is now; None once its login or token is gone."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from .models import ApiToken
+
+    if token_id is not None:
+        token = ApiToken.objects.select_related("user").filter(pk=token_id).first()
+        if token is None or not token.usable():
+            return None
+        return principal_for(token.user, token_label)
+    if session_key is not None:
+        session = Session.objects.filter(session_key=session_key, expire_date__gt=timezone.now()).first()
+        if session is None or str(session.get_decoded().get("_auth_user_id")) != str(user_id):
+            return None  # logged out (or the session expired)
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    return principal_for(user, token_label) if user is not None else None

@@ -75,3 +75,4 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": OAS.log_level.upper()},
 }
+LOGIN_REDIRECT_URL = "/"

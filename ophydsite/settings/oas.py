@@ -41,6 +41,9 @@ class OasSettings:
     # Anonymous clients may write (where rules allow). Only for trusted networks and drop-in
     # compatibility with ophyd-websocket clients, which cannot log in.
     anonymous_writes: bool = False
+    # Open sockets re-check their user (logout, deactivation, revoked token) and the access
+    # rules this often, seconds.
+    access_review_s: float = 5.0
     require_qserver: bool = False
     # "embedded": the bridge runs inside the server process (default without Redis).
     # "external": `manage.py runbridge` runs it (default when REDIS_URL is set).

@@ -16,6 +16,7 @@ TEST_OAS: dict[str, Any] = {
     # The protocol tests run in the drop-in compatibility mode (anonymous clients write, as
     # with ophyd-websocket); tests/system_tests/test_access.py checks the policy itself.
     "anonymous_writes": True,
+    "access_review_s": 0.5,
 }
 
 

@@ -77,7 +77,8 @@ class Sock:
         await self.comm.disconnect()
 
     async def ask(self, message: dict, where=None, timeout: float = 10.0) -> dict:
-        await self.comm.send_json_to(message)
+        if message:
+            await self.comm.send_json_to(message)
         rid = message.get("id")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -265,3 +266,65 @@ async def test_http_tokens_only_in_the_header(ioc, async_client):
     assert response.status_code == 400 and "Authorization header" in response.json()["error"]
     key = await make_token("r5")
     assert (await async_client.get("/api/v1/health", headers={"authorization": f"Bearer {key}"})).status_code == 200
+
+
+@sync_to_async
+def login(name: str, *groups: str) -> tuple[HttpClient, str]:
+    user = User.objects.create_user(name, password="pw-123456")
+    for group in groups:
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
+    http = HttpClient()
+    assert http.post("/accounts/login/", {"username": name, "password": "pw-123456"}).status_code == 302
+    return http, f"sessionid={http.cookies['sessionid'].value}"
+
+
+async def closed_with(sock: Sock, timeout: float = 5.0) -> int | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        event = await asyncio.wait_for(sock.comm.output_queue.get(), max(deadline - loop.time(), 0.01))
+        if event["type"] == "websocket.close":
+            return event.get("code")
+    return None
+
+
+async def test_logout_closes_that_users_sockets_only(ioc):
+    http, cookie = await login("leaver")
+    _, other = await login("stayer")
+    async with Sock("/api/v1/pv-socket", cookie) as mine, Sock("/api/v1/device-socket", other) as theirs:
+        await sync_to_async(http.post)("/accounts/logout/")
+        assert await closed_with(mine) == 4401
+        assert (await theirs.ask({"action": "refresh", "id": 1}))["action"] == "refresh"  # still open
+
+
+async def test_deactivation_and_token_revocation_close_open_sockets(ioc):
+    from devices.access.models import ApiToken
+    from devices.access.tokens import api_token_revoke
+
+    _, cookie = await login("leaving")
+    key = await make_token("bot")
+    async with Sock("/api/v1/pv-socket", cookie) as user_sock:
+        await sync_to_async(User.objects.filter(username="leaving").update)(is_active=False)
+        assert await closed_with(user_sock) == 4401
+    from ophydsite.asgi import application
+
+    comm = WebsocketCommunicator(application, "/monitor", headers=[(b"authorization", f"Bearer {key}".encode())])
+    assert (await comm.connect(timeout=5))[0]
+    token = await sync_to_async(ApiToken.objects.get)(label="bot-script")
+    await sync_to_async(api_token_revoke)(token=token)
+    event = await asyncio.wait_for(comm.output_queue.get(), 5)
+    assert event == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_removed_rule_downgrades_write_access_on_open_streams(ioc):
+    _, cookie = await login("op5", "operators")
+    await rule("ops-m1-live", "TST:m1:sp", 2, groups=("operators",))
+    async with Sock("/api/v1/pv-socket", cookie) as sock:
+        value = await sock.ask({"action": "subscribe", "pv": "TST:m1:sp"}, where=value_of("TST:m1:sp"))
+        assert value["write_access"] is True
+        await sync_to_async(AccessRule.objects.filter(name="ops-m1-live").delete)()
+        down = await sock.ask({}, where=lambda m: value_of("TST:m1:sp")(m) and m["write_access"] is False)
+        assert down["connected"] is True
+        await rule("hide-m1", "TST:m1:sp", 0)
+        gone = await sock.ask({}, where=lambda m: m.get("code") == "forbidden")
+        assert gone["pv"] == "TST:m1:sp" and "any more" in gone["error"]
