@@ -14,6 +14,7 @@ from typing import Any
 from ophydsite.settings.oas import OasSettings
 
 from .access.guard import AuditUnavailable, Guard
+from .access.throttle import Coalescer, RateLimiter
 from .hub import Hub
 from .jsonsafe import dumps
 from .mailbox import Mailbox
@@ -24,6 +25,23 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 100
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401  # logged out, deactivated, or the token was revoked
+
+
+class _WriteLimits:
+    """Shared by every socket of the process: limits are per user, not per socket."""
+
+    def __init__(self) -> None:
+        self.coalescer = Coalescer()
+        self._limiter: RateLimiter | None = None
+
+    def limiter_for(self, settings: OasSettings) -> RateLimiter:
+        limiter = self._limiter
+        if limiter is None or limiter.rate != settings.write_rate_hz:
+            limiter = self._limiter = RateLimiter(settings.write_rate_hz, max(settings.write_rate_hz * 2, 1.0))
+        return limiter
+
+
+WRITE_LIMITS = _WriteLimits()
 
 
 class Session:
@@ -125,14 +143,29 @@ class Session:
         if not decision.can_write:
             await self.guard.refused(target=target, signal=signal, value=value, before=before, decision=decision)
             return {"status": "forbidden", "message": f"No write access to {target}: {decision.reason}"}
-        try:
-            record = await self.guard.begin_set(target=target, signal=signal, value=value, before=before,
-                                                decision=decision)
-        except AuditUnavailable as exc:
-            return {"status": "audit_unavailable", "message": str(exc)}
-        outcome = await self.hub.set(topic, value, timeout)
-        await self.guard.finish_set(record, outcome=str(outcome.get("status", "other")),
-                                    message=str(outcome.get("message", "")), after=outcome.get("after"))
+        who = self.guard.principal.username or f"anonymous@{self.guard.address}"
+        if not WRITE_LIMITS.limiter_for(self.settings).allow(who):
+            limited = type(decision)(decision.level, decision.rule, "per-user write rate limit")
+            await self.guard.refused(target=target, signal=signal, value=value, before=before, decision=limited)
+            return {"status": "rate_limited", "message": (
+                f"More than {self.settings.write_rate_hz:g} writes a second from {who} (OAS_WRITE_RATE_HZ); "
+                "slow down")}
+
+        async def write() -> dict[str, Any]:
+            try:
+                record = await self.guard.begin_set(target=target, signal=signal, value=value, before=before,
+                                                    decision=decision)
+            except AuditUnavailable as exc:
+                return {"status": "audit_unavailable", "message": str(exc)}
+            outcome = await self.hub.set(topic, value, timeout)
+            await self.guard.finish_set(record, outcome=str(outcome.get("status", "other")),
+                                        message=str(outcome.get("message", "")), after=outcome.get("after"))
+            return outcome
+
+        outcome = await WRITE_LIMITS.coalescer.submit((who, topic), write)
+        if outcome.get("status") == "superseded":
+            superseded = type(decision)(decision.level, decision.rule, outcome["message"])
+            await self.guard.refused(target=target, signal=signal, value=value, before=before, decision=superseded)
         return outcome
 
     async def record_refusal(self, *, target: str, kind: str, signal: str, value: Any, why: str) -> None:

@@ -44,6 +44,9 @@ class OasSettings:
     # Open sockets re-check their user (logout, deactivation, revoked token) and the access
     # rules this often, seconds.
     access_review_s: float = 5.0
+    # Writes a second one user may send (bursts of twice that); 0: no limit. Sets of one
+    # target from one user are coalesced as well (latest wins while one is in progress).
+    write_rate_hz: float = 20.0
     require_qserver: bool = False
     # "embedded": the bridge runs inside the server process (default without Redis).
     # "external": `manage.py runbridge` runs it (default when REDIS_URL is set).

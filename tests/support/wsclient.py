@@ -17,6 +17,7 @@ TEST_OAS: dict[str, Any] = {
     # with ophyd-websocket); tests/system_tests/test_access.py checks the policy itself.
     "anonymous_writes": True,
     "access_review_s": 0.5,
+    "write_rate_hz": 0.0,  # no per-user cap in the protocol tests (test_access.py sets one)
 }
 
 

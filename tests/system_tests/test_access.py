@@ -328,3 +328,33 @@ async def test_a_removed_rule_downgrades_write_access_on_open_streams(ioc):
         await rule("hide-m1", "TST:m1:sp", 0)
         gone = await sock.ask({}, where=lambda m: m.get("code") == "forbidden")
         assert gone["pv"] == "TST:m1:sp" and "any more" in gone["error"]
+
+
+async def test_a_dragged_slider_is_coalesced_and_every_attempt_is_on_record(ioc):
+    _, cookie = await login("slider", "operators")
+    await rule("ops-slow", "TST:slow", 2, groups=("operators",))
+    async with Sock("/api/v1/pv-socket", cookie) as sock:
+        for i in range(12):  # TST:slow completes each put after 2 s
+            await sock.comm.send_json_to({"action": "set", "pv": "TST:slow", "value": float(i), "id": i, "timeout": 10})
+        replies = {}
+        while len(replies) < 12:
+            msg = await sock.ask({}, where=lambda m: isinstance(m.get("id"), int), timeout=15)
+            replies[msg["id"]] = msg
+    assert replies[0]["status"] == "done" and replies[11]["status"] == "done"
+    assert {replies[i]["code"] for i in range(1, 11)} == {"superseded"}
+    rows = await audit_rows()
+    assert len(rows) == 12 and sum(r.outcome == "done" for r in rows) == 2
+    assert {r.message for r in rows if r.outcome == "refused"} == {
+        "A newer set of the same target from the same user replaced this one"}
+
+
+async def test_the_per_user_write_rate_is_capped(ioc):
+    settings.OAS = replace(settings.OAS, write_rate_hz=2.0)  # bursts of 4
+    _, cookie = await login("fast", "operators")
+    await rule("ops-all-m", "TST:m*:sp", 2, groups=("operators",))
+    async with Sock("/api/v1/pv-socket", cookie) as sock:
+        codes = []
+        for i in range(6):  # different targets: no coalescing, only the rate
+            msg = await sock.ask({"action": "set", "pv": f"TST:m{1 + i % 3}:sp", "value": 1.0 + i, "id": i})
+            codes.append(msg.get("status") if msg.get("status") == "done" else msg.get("code"))
+    assert codes[:4] == ["done"] * 4 and "rate_limited" in codes[4:]

@@ -96,8 +96,8 @@ async def test_bad_client_does_not_disturb_another(ioc, ws):
 
 async def test_too_many_requests_in_flight_are_refused_not_queued(ioc, ws):
     client = await ws()
-    for i in range(101):  # sets to a PV that never connects wait for their timeout
-        await client.send({"action": "set", "pv": f"{P}never:there", "value": 1, "timeout": 3, "id": i})
+    for i in range(101):  # sets to PVs that never connect wait for their timeout
+        await client.send({"action": "set", "pv": f"{P}never:there{i}", "value": 1, "timeout": 3, "id": i})
     busy = await client.next(lambda m: m.get("code") == "busy", timeout=3)
     assert busy["id"] == 100 and "in progress" in busy["error"]
     await client.send({"action": "subscribe", "pv": f"{P}label", "id": "still"})
