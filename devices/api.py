@@ -5,12 +5,13 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from .access.http import rest_write_refusal
 from .runtime import get_hub
 
 RELOAD_TIMEOUT_S = 120.0
 
 
-@csrf_exempt  # scripts post without a token, as with ophyd-websocket; sessions and CSRF come with auth
+@csrf_exempt  # checked in rest_write_refusal: scripts (token or compat mode) have no CSRF token
 async def load_devices(request: HttpRequest) -> JsonResponse:
     """Reload the startup files; per-file errors are in the body, the status says if it ran."""
     if request.method != "POST":
@@ -18,6 +19,9 @@ async def load_devices(request: HttpRequest) -> JsonResponse:
                                 status=405)
         response["Allow"] = "POST"
         return response
+    refusal = await rest_write_refusal(request, permission="devices.reload_devices", what="Reloading devices")
+    if refusal is not None:
+        return refusal
     hub = await get_hub()
     outcome = await hub.reload_devices(RELOAD_TIMEOUT_S)
     status = 503 if outcome.get("status") == "bridge_unavailable" else 200

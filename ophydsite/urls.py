@@ -6,6 +6,7 @@ from django.urls import path
 
 from devices import admin_views, api, views
 from devices.access.dry_run import access_dry_run
+from devices.access.login import ThrottledLoginView
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -13,7 +14,7 @@ urlpatterns = [
     path("api/v1/load-devices", api.load_devices, name="load-devices"),
     path("admin/reload-devices/", admin_views.reload_devices, name="admin-reload-devices"),
     path("admin/access-dry-run/", access_dry_run, name="admin-access-dry-run"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
     path("admin/", admin.site.urls),
 ]

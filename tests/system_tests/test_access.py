@@ -358,3 +358,35 @@ async def test_the_per_user_write_rate_is_capped(ioc):
             msg = await sock.ask({"action": "set", "pv": f"TST:m{1 + i % 3}:sp", "value": 1.0 + i, "id": i})
             codes.append(msg.get("status") if msg.get("status") == "done" else msg.get("code"))
     assert codes[:4] == ["done"] * 4 and "rate_limited" in codes[4:]
+
+
+async def test_load_devices_needs_a_token_or_a_session_with_csrf_and_the_permission(ioc):
+    from django.contrib.auth.models import Permission
+    from django.test import AsyncClient
+
+    from devices.access.tokens import api_token_create
+
+    anonymous = await AsyncClient().post("/api/v1/load-devices")
+    assert anonymous.status_code == 401 and "API token" in anonymous.json()["error"]
+
+    @sync_to_async
+    def staff(name: str, permitted: bool) -> tuple[User, str]:
+        user = User.objects.create_user(name, password="pw-123456")
+        if permitted:
+            user.user_permissions.add(Permission.objects.get(codename="reload_devices"))
+        return user, api_token_create(user=user, label=f"{name}-ci")[1]
+
+    viewer, viewer_key = await staff("nopes", False)
+    reloader, key = await staff("reloader", True)
+    refused = await AsyncClient().post("/api/v1/load-devices", headers={"authorization": f"Bearer {viewer_key}"})
+    assert refused.status_code == 403 and "devices.reload_devices" in refused.json()["error"]
+    ok = await AsyncClient().post("/api/v1/load-devices", headers={"authorization": f"Bearer {key}"})
+    assert ok.status_code == 200 and ok.json()["status"] in {"ok", "partial"}
+    browser = AsyncClient(enforce_csrf_checks=True)
+    await browser.aforce_login(reloader)
+    forged = await browser.post("/api/v1/load-devices")  # a cross-site form post: no CSRF token
+    assert forged.status_code == 403 and "CSRF" in forged.json()["error"]
+    page = await browser.get("/accounts/login/")  # any page sets the CSRF cookie
+    csrf = browser.cookies["csrftoken"].value if "csrftoken" in browser.cookies else page.context["csrf_token"]
+    allowed = await browser.post("/api/v1/load-devices", headers={"x-csrftoken": csrf})
+    assert allowed.status_code == 200
