@@ -390,3 +390,38 @@ async def test_load_devices_needs_a_token_or_a_session_with_csrf_and_the_permiss
     csrf = browser.cookies["csrftoken"].value if "csrftoken" in browser.cookies else page.context["csrf_token"]
     allowed = await browser.post("/api/v1/load-devices", headers={"x-csrftoken": csrf})
     assert allowed.status_code == 200
+
+
+async def test_auth_required_refuses_anonymous_reads_on_every_socket(ioc):
+    settings.OAS = replace(settings.OAS, auth_required=True)
+    async with Sock("/api/v1/pv-socket") as sock:
+        summary = await sock.ask({"action": "subscribe", "pv": "TST:counter", "id": 1})
+        assert summary["subscribed"] == [] and "OAS_AUTH_REQUIRED" in summary["failed"][0]["error"]
+    async with Sock("/monitor") as sock:
+        err = await sock.ask({"action": "connect", "pv": "TST:counter"}, where=lambda m: m.get("msg_type") == "error")
+        assert err["code"] == "forbidden"
+    _, cookie = await login("reader")
+    async with Sock("/api/v1/pv-socket", cookie) as sock:
+        assert (await sock.ask({"action": "subscribe", "pv": "TST:counter", "id": 2}))["subscribed"] == ["TST:counter"]
+
+
+async def test_losing_the_default_write_permission_downgrades_open_streams(ioc):
+    from django.contrib.auth.models import Permission
+
+    @sync_to_async
+    def writer() -> tuple[User, str]:
+        user = User.objects.create_user("trusted", password="pw-123456")
+        user.user_permissions.add(Permission.objects.get(codename="write_default"))
+        http = HttpClient()
+        http.force_login(user)
+        return user, f"sessionid={http.cookies['sessionid'].value}"
+
+    user, cookie = await writer()
+    async with Sock("/api/v1/pv-socket", cookie) as sock:
+        value = await sock.ask({"action": "subscribe", "pv": "TST:m3:sp"}, where=value_of("TST:m3:sp"))
+        assert value["write_access"] is True
+        await sync_to_async(user.user_permissions.clear)()
+        down = await sock.ask({}, where=lambda m: value_of("TST:m3:sp")(m) and m["write_access"] is False)
+        assert down["pv"] == "TST:m3:sp"
+        err = await sock.ask({"action": "set", "pv": "TST:m3:sp", "value": 1, "id": 9})
+        assert err["code"] == "forbidden"
