@@ -47,6 +47,8 @@ class OasSettings:
     # Writes a second one user may send (bursts of twice that); 0: no limit. Sets of one
     # target from one user are coalesced as well (latest wins while one is in progress).
     write_rate_hz: float = 20.0
+    # Reverse proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips).
+    trusted_proxies: tuple[str, ...] = ()
     require_qserver: bool = False
     # "embedded": the bridge runs inside the server process (default without Redis).
     # "external": `manage.py runbridge` runs it (default when REDIS_URL is set).

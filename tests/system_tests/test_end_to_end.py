@@ -197,3 +197,18 @@ def _alive(process: psutil.Process) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+async def test_audit_sees_the_client_behind_a_trusted_proxy(server, ioc):
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 (OAS_TRUSTED_PROXIES' default)."""
+    import sqlite3
+
+    async with websockets.connect(f"{server.ws}/api/v1/pv-socket",
+                                  additional_headers={"X-Forwarded-For": "10.7.7.7"}) as conn:
+        await conn.send(json.dumps({"action": "set", "pv": "TST:m3:sp", "value": 2.0, "id": "p"}))
+        while json.loads(await asyncio.wait_for(conn.recv(), 10)).get("id") != "p":
+            pass
+    db = server.env["DATABASE_URL"].removeprefix("sqlite:///")
+    rows = await asyncio.to_thread(lambda: sqlite3.connect(db).execute(
+        "select client, outcome from devices_auditentry where target = 'TST:m3:sp'").fetchall())
+    assert ("10.7.7.7", "done") in rows, rows

@@ -92,6 +92,10 @@ class Command(BaseCommand):
                 lifespan="off",
                 log_level=settings.OAS.log_level.lower(),
                 timeout_graceful_shutdown=3,
+                # A reverse proxy's X-Forwarded-For is believed only from these addresses, so
+                # access rules and the audit see the real client behind a trusted proxy.
+                proxy_headers=True,
+                forwarded_allow_ips=",".join(settings.OAS.trusted_proxies) or "127.0.0.1",
             )
         finally:
             for proc in helpers:
