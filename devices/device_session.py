@@ -59,7 +59,6 @@ class DeviceSession(Session):
         self.subscribed: dict[str, DeviceSub] = {}  # device -> subscription
         self._held: dict[str, DeviceSub] = {}  # subscribeSafely waiting for the connection
         self._topics: dict[str, str] = {}  # topic -> device, for subscribed and held devices
-        self.hub.listen_registry(self)
 
     # --- delivery from the hub --------------------------------------------------------------
 
@@ -386,7 +385,6 @@ class DeviceSession(Session):
     async def end(self) -> None:
         if self.ended:
             return
-        self.hub.unlisten_registry(self)
         topics = list(self._topics)
         self.subscribed.clear()
         self._held.clear()

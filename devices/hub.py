@@ -85,6 +85,7 @@ class Hub:
     async def start(self) -> None:
         self.channel = await self._layer.new_channel()
         await self._layer.group_add(m.REGISTRY_GROUP, self.channel)
+        await self._layer.group_add(m.ACCESS_GROUP, self.channel)
         self._tasks = [
             asyncio.create_task(serve_channel(self._layer, self.channel, self.dispatch, "hub"), name="hub-receive"),
             asyncio.create_task(self._renew_loop(), name="hub-renew"),
@@ -201,6 +202,12 @@ class Hub:
             self._on_update(Update("value", message))
         elif kind == m.PV_META:
             self._on_update(Update("meta", message))
+        elif kind == m.ACCESS_CHANGED:
+            user_id = message.get("user_id")
+            for listener in list(self._registry_listeners):
+                poke = getattr(listener, "access_changed", None)
+                if poke is not None:
+                    poke(user_id)
         elif kind == m.DEVICES_RELOADED:
             names = [n for n in message.get("devices") or [] if isinstance(n, str)]
             for listener in list(self._registry_listeners):

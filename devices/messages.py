@@ -64,3 +64,9 @@ class MetaMessage(TypedDict):
     type: str
     pv: str
     meta: dict[str, Any]
+
+# Every hub joins this group too: a user's login state or rights changed (logout,
+# deactivation, token revoked); sockets of that user re-check at once instead of at their
+# next periodic review.
+ACCESS_GROUP = "access.changes"
+ACCESS_CHANGED = "access.changed"  # web process → ACCESS_GROUP: {user_id}

@@ -63,7 +63,9 @@ class Session:
         self.mailbox = Mailbox(send, max_replies=settings.max_pending_replies,
                                stall_timeout=settings.client_stall_timeout_s, on_stuck=self._stuck)
         self._sender = asyncio.create_task(self.mailbox.run(), name="mailbox-sender")
+        self._review_now = asyncio.Event()
         self._reviewer = asyncio.create_task(self._review_loop(), name="access-review")
+        self.hub.listen_registry(self)  # for access changes (and, on the device socket, reloads)
         self._tasks: set[asyncio.Task[None]] = set()
         self.subscribed: dict[str, Any] = {}
         self.ended = False
@@ -113,7 +115,11 @@ class Session:
         user who logged out, was deactivated or whose token was revoked is disconnected; lost
         or gained rights change what each subscription is told (and may read)."""
         while not self.ended:
-            await asyncio.sleep(self.settings.access_review_s)
+            try:
+                await asyncio.wait_for(self._review_now.wait(), self.settings.access_review_s)
+            except TimeoutError:
+                pass
+            self._review_now.clear()
             try:
                 if not await self.guard.refresh():
                     log.info("closing %s: %s is no longer authenticated", self.client, self.guard.principal.describe())
@@ -128,6 +134,14 @@ class Session:
 
     async def review_access(self) -> None:
         """Re-evaluate the rules for everything subscribed (each protocol its own)."""
+
+    def access_changed(self, user_id: Any) -> None:
+        """A user logged out, was changed or lost a token: re-check now if it is ours."""
+        if self.guard.user_id is not None and user_id == self.guard.user_id:
+            self._review_now.set()
+
+    def registry_reloaded(self, devices: list[str]) -> None:
+        """Only the device socket follows reloads."""
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -198,6 +212,7 @@ class Session:
         if self.ended:
             return
         self.ended = True
+        self.hub.unlisten_registry(self)
         self.mailbox.close()
         for task in [*self._tasks, self._sender, self._reviewer]:
             task.cancel()

@@ -425,3 +425,12 @@ async def test_losing_the_default_write_permission_downgrades_open_streams(ioc):
         assert down["pv"] == "TST:m3:sp"
         err = await sock.ask({"action": "set", "pv": "TST:m3:sp", "value": 1, "id": 9})
         assert err["code"] == "forbidden"
+
+
+async def test_logout_closes_sockets_at_once_not_at_the_next_review(ioc):
+    settings.OAS = replace(settings.OAS, access_review_s=60.0)
+    http, cookie = await login("quick")
+    async with Sock("/api/v1/device-socket", cookie) as sock:
+        await asyncio.sleep(0.2)  # the socket's review loop is waiting (for 60 s)
+        await sync_to_async(http.post)("/accounts/logout/")
+        assert await closed_with(sock, timeout=2.0) == 4401
