@@ -10,6 +10,7 @@ from django.conf import settings
 
 from .access.db import DB_AUDIT, DB_RULES
 from .access.guard import Guard
+from .access.principal_cache import principal_cached
 from .access.rules import Principal
 from .access.selectors import principal_for, principal_now
 from .access.settings import current_policy
@@ -51,11 +52,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
         session_key = getattr(session, "session_key", None) if token is None else None
         token_id = self.scope.get("api_token_id")
 
+        async def load() -> Principal | None:
+            return await database_sync_to_async(principal_now)(user_id=user_id, session_key=session_key,
+                                                               token_id=token_id, token_label=token)
+
         async def refresh() -> Principal | None:
             if user_id is None:
                 return principal  # anonymous stays anonymous
-            return await database_sync_to_async(principal_now)(user_id=user_id, session_key=session_key,
-                                                               token_id=token_id, token_label=token)
+            return await principal_cached((user_id, session_key, token_id), user_id,
+                                          settings.OAS.access_review_s / 2, load)
 
         return Guard(principal=principal, policy=current_policy(), rules=DB_RULES, audit=DB_AUDIT,
                      address=client[0], origin=headers.get(b"origin", b"").decode("latin-1"),

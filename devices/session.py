@@ -14,6 +14,7 @@ from typing import Any
 from ophydsite.settings.oas import OasSettings
 
 from .access.guard import AuditUnavailable, Guard
+from .access.principal_cache import principal_forget
 from .access.throttle import Coalescer, RateLimiter
 from .hub import Hub
 from .jsonsafe import dumps
@@ -138,6 +139,7 @@ class Session:
     def access_changed(self, user_id: Any) -> None:
         """A user logged out, was changed or lost a token: re-check now if it is ours."""
         if self.guard.user_id is not None and user_id == self.guard.user_id:
+            principal_forget(user_id)
             self._review_now.set()
 
     def registry_reloaded(self, devices: list[str]) -> None:
