@@ -8,6 +8,7 @@ so a subscription follows the device to the new object.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 from devices.startup.registry import DeviceRegistry
@@ -79,16 +80,56 @@ class DevicePlans:
             return f"Device {device} has no component {stream.path}"
 
 
+class DeviceTopicSource:
+    """A device topic's Source: finds its ophyd object in ``open``, off the event loop.
+
+    Planning a device reads ophyd attributes, and an ophyd Device creates lazy components
+    (new EPICS channels) when they are first read: that must happen on a thread attached to
+    the CA context, like every other call into a source, never on the bridge's loop.
+    """
+
+    def __init__(self, plans: DevicePlans, name: str, loop: asyncio.AbstractEventLoop, sink: SourceSink) -> None:
+        self.name = name
+        self._plans = plans
+        self._loop = loop
+        self._sink = sink
+        self._inner: Any = MissingSource(name, f"{name} is being opened")
+        self._lock = threading.Lock()
+        self._closed = False
+        self.obj: Any = None  # the ophyd object streamed; a reload that changes it rebinds the topic
+
+    def open(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            found = self._plans.target(self.name)
+            if isinstance(found, str):
+                self._inner = MissingSource(self.name, found)
+                return
+            obj, role = found
+            source_class = PositionerSource if role == "readback" else OphydSignalSource
+            self._inner = source_class(self.name, self._loop, self._sink, obj)
+            self.obj = obj
+            self._inner.open()
+
+    def info(self, timeout: float) -> ChannelInfo | None:
+        return self._inner.info(timeout)
+
+    def put(self, value: Any, done: PutCallback) -> None:
+        self._inner.put(value, done)
+
+    def stop(self) -> None:
+        stop = getattr(self._inner, "stop", None)
+        if stop is None:
+            raise TypeError(f"{self.name} is not a positioner")
+        stop()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._inner.close()
+
+
 def device_source(plans: DevicePlans, topic: str, loop: asyncio.AbstractEventLoop, sink: SourceSink) -> Source:
-    """The Source for a device topic (a MissingSource if the registry does not resolve it)."""
-    found = plans.target(topic)
-    if isinstance(found, str):
-        return MissingSource(topic, found)
-    obj, role = found
-    source: Any
-    if role == "readback":
-        source = PositionerSource(topic, loop, sink, obj)
-    else:
-        source = OphydSignalSource(topic, loop, sink, obj)
-    source.obj = obj
-    return source
+    """The Source for a device topic; it resolves the registry's object when opened."""
+    return DeviceTopicSource(plans, topic, loop, sink)
