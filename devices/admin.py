@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from .admin_readonly import ReadOnlyAdmin
 from .models import AllowedOrigin, DeviceRecord, StartupFile, StartupFileVersion
 from .startup.services import startup_file_check, startup_file_save
 
@@ -93,23 +94,15 @@ class StartupFileAdmin(SuperuserOnly, admin.ModelAdmin):
 
 
 @admin.register(StartupFileVersion)
-class StartupFileVersionAdmin(SuperuserOnly, admin.ModelAdmin):
+class StartupFileVersionAdmin(ReadOnlyAdmin, SuperuserOnly, admin.ModelAdmin):
     list_display = ["file_name", "version", "changed_by", "changed_at"]
     list_filter = ["file_name"]
     readonly_fields = ["file", "file_name", "version", "content", "changed_by", "changed_at"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:  # type: ignore[override]
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # history is never lost
 
 
 @admin.register(DeviceRecord)
-class DeviceRecordAdmin(admin.ModelAdmin):
+class DeviceRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """Read-only: the registry as the bridge last loaded it, with live connection state."""
 
     change_list_template = "admin/devices/reload_button.html"
@@ -118,15 +111,6 @@ class DeviceRecordAdmin(admin.ModelAdmin):
     search_fields = ["name", "device_class", "source"]
     fields = ["name", "device_class", "source", "connected", "state_at", "component_tree", "updated_at"]
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Components")
     def component_tree(self, obj: DeviceRecord) -> SafeString:

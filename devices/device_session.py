@@ -19,11 +19,8 @@ from .access.guard import AuditUnavailable
 from .bridge.device_plan import DevicePlan
 from .hub import Update
 from .requests import DEVICE_WORDS, ProtocolError, PvRequest, decode_frame, parse_request
-from .session import Session
+from .session import READ_ONLY, READ_WRITE, Session, mode_under
 
-READ_WRITE = "rw"
-READ_ONLY = "ro"  # the client asked for read-only (subscribeReadOnly)
-READ_BY_POLICY = "rp"  # the client asked to write, the access rules allow reading only
 KNOWN_SHOWN = 20  # device names listed in an "unknown device" error
 
 
@@ -33,19 +30,31 @@ class DeviceSub:
 
     plan: DevicePlan
     mode: str
-    connected: dict[str, bool] = field(default_factory=dict)  # topic -> latest connection state
+    down: set[str] = field(default_factory=set)  # topics not (yet) connected
     aggregate: bool = False
 
-    @property
-    def topics(self) -> list[str]:
-        return [s.topic for s in self.plan.streams]
+    def __post_init__(self) -> None:
+        self.replan(self.plan)
+
+    def replan(self, plan: DevicePlan) -> None:
+        """Take a (re-described) plan; its topics count as down until they report otherwise."""
+        known_up = set(getattr(self, "topics", ())) - self.down
+        self.plan = plan
+        self.topics = [s.topic for s in plan.streams]
+        self._signals = {s.topic: s.signal for s in plan.streams}
+        self.down = set(self.topics) - known_up
+        self.aggregate = bool(self.topics) and not self.down
 
     def signal_of(self, topic: str) -> str:
-        return next((s.signal for s in self.plan.streams if s.topic == topic), topic)
+        return self._signals.get(topic, topic)
 
-    def recompute(self) -> bool:
-        """Update the aggregate connection state; True if it changed."""
-        now = bool(self.plan.streams) and all(self.connected.get(t, False) for t in self.topics)
+    def note(self, topic: str, connected: bool) -> bool:
+        """Record one signal's state (O(1), it runs per message); True if the device's changed."""
+        if connected:
+            self.down.discard(topic)
+        else:
+            self.down.add(topic)
+        now = bool(self.topics) and not self.down
         changed = now != self.aggregate
         self.aggregate = now
         return changed
@@ -53,6 +62,10 @@ class DeviceSub:
 
 class DeviceSession(Session):
     """One device-socket connection."""
+
+    target_kind = "device"
+    target_field = "device"
+    targets_noun = "devices"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -67,8 +80,7 @@ class DeviceSession(Session):
         sub = self.subscribed.get(device) if device is not None else None
         if sub is None or device is None:
             return  # a held (subscribeSafely) device is delivered from the hub's state on confirm
-        sub.connected[topic] = update.connected
-        if sub.recompute():
+        if sub.note(topic, update.connected):
             for other in sub.topics:  # every signal's messages now carry the new device state
                 if other != topic:
                     for current in self.hub.current(other):
@@ -92,8 +104,7 @@ class DeviceSession(Session):
             return
         for topic in sub.topics:
             for update in self.hub.current(topic):
-                sub.connected[topic] = update.connected
-        sub.recompute()
+                sub.note(topic, update.connected)
         for topic in sub.topics:
             for update in self.hub.current(topic):
                 self._put(device, sub, topic, update)
@@ -128,23 +139,9 @@ class DeviceSession(Session):
                 failed.append({"device": name, "error": _unknown(name, known), "code": "unknown_device"})
         return plans, failed
 
-    async def _modes(self, names: list[str], asked: str, failed: list[dict[str, str]]) -> dict[str, str]:
-        """The mode each device gets under the access rules; devices not readable go to ``failed``."""
-        modes: dict[str, str] = {}
-        decisions = await asyncio.gather(*(self.guard.decide(n, "device") for n in names))
-        for name, decision in zip(names, decisions, strict=True):
-            if not decision.can_read:
-                failed.append({"device": name, "error": f"No read access to {name}: {decision.reason}",
-                               "code": "forbidden"})
-            elif asked == READ_WRITE and not decision.can_write:
-                modes[name] = READ_BY_POLICY
-            else:
-                modes[name] = asked
-        return modes
-
     async def _do_subscribe(self, request: PvRequest, mode: str = READ_WRITE) -> None:
-        fresh, already, failed = self._partition(request)
-        modes = await self._modes([*fresh, *already], mode, failed)
+        fresh, already, failed = self.partition(request, self._held)
+        modes = await self.access_modes([*fresh, *already], mode, failed)
         plans, unknown = await self._describe([n for n in fresh if n in modes])
         failed += unknown
         for name in already:
@@ -169,8 +166,8 @@ class DeviceSession(Session):
         await self._do_subscribe(request, READ_ONLY)
 
     async def _do_subscribeSafely(self, request: PvRequest) -> None:  # noqa: N802 - protocol name
-        fresh, already, failed = self._partition(request)
-        modes = await self._modes(fresh, READ_WRITE, failed)
+        fresh, already, failed = self.partition(request, self._held)
+        modes = await self.access_modes(fresh, READ_WRITE, failed)
         plans, unknown = await self._describe([n for n in fresh if n in modes])
         failed += unknown
         topics: list[str] = []
@@ -320,7 +317,7 @@ class DeviceSession(Session):
                             "code": "forbidden", "device": name})
                 await self._drop_topics(sub.topics)
                 continue
-            now = sub.mode if sub.mode == READ_ONLY else (READ_WRITE if decision.can_write else READ_BY_POLICY)
+            now = mode_under(sub.mode, decision)
             if now != sub.mode:
                 sub.mode = now
                 self._redeliver(name)
@@ -346,8 +343,7 @@ class DeviceSession(Session):
             if sub is None:
                 continue
             old, new = set(sub.topics), {s.topic for s in plan.streams}
-            sub.plan = plan
-            sub.connected = {t: c for t, c in sub.connected.items() if t in new}
+            sub.replan(plan)
             for topic in new - old:
                 self._topics[topic] = name
             await self._drop_topics(sorted(old - new))
@@ -356,23 +352,6 @@ class DeviceSession(Session):
             self._redeliver(name)
 
     # --- helpers ----------------------------------------------------------------------------
-
-    def _partition(self, request: PvRequest) -> tuple[list[str], list[str], list[dict[str, str]]]:
-        fresh: list[str] = []
-        already: list[str] = []
-        failed = [{"device": n, "error": why} for n, why in request.invalid]
-        room = self.settings.max_subscriptions - len(self.subscribed) - len(self._held)
-        for name in request.names:
-            if name in self.subscribed or name in self._held:
-                already.append(name)
-            elif room <= 0:
-                failed.append({"device": name, "error": (
-                    f"Subscription limit of {self.settings.max_subscriptions} devices per socket reached "
-                    "(OAS_MAX_SUBSCRIPTIONS); unsubscribe from some first")})
-            else:
-                fresh.append(name)
-                room -= 1
-        return fresh, already, failed
 
     def _summary(self, subscribed: list[str], already: list[str], failed: list[dict[str, str]],
                  request_id: Any, plans: dict[str, DevicePlan]) -> None:

@@ -13,11 +13,7 @@ from typing import Any
 from . import wire
 from .hub import Update
 from .requests import ProtocolError, PvRequest, decode_frame, parse_pv_request
-from .session import Session
-
-READ_WRITE = "rw"
-READ_ONLY = "ro"  # the client asked for read-only (subscribeReadOnly)
-READ_BY_POLICY = "rp"  # the client asked to write, the access rules allow reading only
+from .session import READ_ONLY, READ_WRITE, Session, mode_under
 
 
 class PvSession(Session):
@@ -56,23 +52,9 @@ class PvSession(Session):
         handler = getattr(self, "_do_" + request.action)
         await self.guarded(handler(request), request.request_id)
 
-    async def _modes(self, names: list[str], asked: str, failed: list[dict[str, str]]) -> dict[str, str]:
-        """The mode each name gets under the access rules; names not readable go to ``failed``."""
-        modes: dict[str, str] = {}
-        decisions = await asyncio.gather(*(self.guard.decide(n, "pv") for n in names))
-        for name, decision in zip(names, decisions, strict=True):
-            if not decision.can_read:
-                failed.append({"pv": name, "error": f"No read access to {name}: {decision.reason}",
-                               "code": "forbidden"})
-            elif asked == READ_WRITE and not decision.can_write:
-                modes[name] = READ_BY_POLICY
-            else:
-                modes[name] = asked
-        return modes
-
     async def _do_subscribe(self, request: PvRequest, mode: str = READ_WRITE) -> None:
-        fresh, already, failed = self._partition(request)
-        modes = await self._modes([*fresh, *already], mode, failed)
+        fresh, already, failed = self.partition(request, self._held)
+        modes = await self.access_modes([*fresh, *already], mode, failed)
         for name in already:
             if name in modes and self.subscribed.get(name) != modes[name]:
                 self.subscribed[name] = modes[name]
@@ -89,8 +71,8 @@ class PvSession(Session):
         await self._do_subscribe(request, READ_ONLY)
 
     async def _do_subscribeSafely(self, request: PvRequest) -> None:  # noqa: N802 - protocol name
-        fresh, already, failed = self._partition(request)
-        modes = await self._modes(fresh, READ_WRITE, failed)
+        fresh, already, failed = self.partition(request, self._held)
+        modes = await self.access_modes(fresh, READ_WRITE, failed)
         fresh = [n for n in fresh if n in modes]
         for name in fresh:
             self._held[name] = {}
@@ -164,8 +146,7 @@ class PvSession(Session):
             self._redeliver(name)
 
     async def review_access(self) -> None:
-        names = [n for n, mode in self.subscribed.items() if mode != READ_ONLY] + [
-            n for n, mode in self.subscribed.items() if mode == READ_ONLY]
+        names = list(self.subscribed)
         if not names:
             return
         decisions = await asyncio.gather(*(self.guard.decide(n, "pv") for n in names))
@@ -181,7 +162,7 @@ class PvSession(Session):
                 self.reply({"error": f"No read access to {name} any more: {decision.reason}; unsubscribed",
                             "code": "forbidden", "pv": name})
                 continue
-            now = mode if mode == READ_ONLY else (READ_WRITE if decision.can_write else READ_BY_POLICY)
+            now = mode_under(mode, decision)
             if now != mode:
                 self.subscribed[name] = now
                 self._redeliver(name)  # write_access tells the new truth
@@ -193,23 +174,6 @@ class PvSession(Session):
     def _redeliver(self, name: str) -> None:
         for update in self.hub.current(name):
             self.deliver(name, update)
-
-    def _partition(self, request: PvRequest) -> tuple[list[str], list[str], list[dict[str, str]]]:
-        fresh: list[str] = []
-        already: list[str] = []
-        failed = [{"pv": n, "error": why} for n, why in request.invalid]
-        room = self.settings.max_subscriptions - len(self.subscribed) - len(self._held)
-        for name in request.names:
-            if name in self.subscribed or name in self._held:
-                already.append(name)
-            elif room <= 0:
-                failed.append({"pv": name, "error": (
-                    f"Subscription limit of {self.settings.max_subscriptions} PVs per socket reached "
-                    "(OAS_MAX_SUBSCRIPTIONS); unsubscribe from some first")})
-            else:
-                fresh.append(name)
-                room -= 1
-        return fresh, already, failed
 
     def _summary(self, subscribed: list[str], already: list[str], failed: list[dict[str, str]],
                  request_id: Any) -> None:

@@ -8,24 +8,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from ophydsite.settings.oas import OasSettings
 
 from .access.guard import AuditUnavailable, Guard
 from .access.principal_cache import principal_forget
+from .access.rules import Decision
 from .access.throttle import Coalescer, RateLimiter
 from .hub import Hub
 from .jsonsafe import dumps
 from .mailbox import Mailbox
-from .requests import Limits, ProtocolError
+from .requests import Limits, ProtocolError, PvRequest
 
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 100
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_UNAUTHORIZED = 4401  # logged out, deactivated, or the token was revoked
+
+READ_WRITE = "rw"
+READ_ONLY = "ro"  # the client asked for read-only (subscribeReadOnly)
+READ_BY_POLICY = "rp"  # the client asked to write, the access rules allow reading only
+
+
+def mode_under(asked: str, decision: Decision) -> str:
+    """The mode a readable subscription asked for as ``asked`` has under ``decision``."""
+    if asked == READ_ONLY:
+        return READ_ONLY
+    return READ_WRITE if decision.can_write else READ_BY_POLICY
 
 
 class _WriteLimits:
@@ -46,7 +58,11 @@ WRITE_LIMITS = _WriteLimits()
 
 
 class Session:
-    """Base of the pv-socket and /monitor sessions."""
+    """Base of the pv-socket, device-socket and /monitor sessions."""
+
+    target_kind = "pv"  # what access rules call the socket's targets ("pv" or "device")
+    target_field = "pv"  # the field naming a target in summaries and errors
+    targets_noun = "PVs"
 
     def __init__(self, *, hub: Hub, settings: OasSettings, send: Callable[[str], Awaitable[None]],
                  close: Callable[[int], Awaitable[None]], guard: Guard, client: str = "") -> None:
@@ -108,6 +124,40 @@ class Session:
             log.exception("request failed")
             self.error(ProtocolError("internal", "Internal error while handling the request; see server log",
                                      request_id))
+
+    # --- subscriptions under the access rules -------------------------------------------------
+
+    def partition(self, request: PvRequest,
+                  held: Mapping[str, Any]) -> tuple[list[str], list[str], list[dict[str, str]]]:
+        """New names, names already subscribed (or ``held`` for subscribeSafely), and failures
+        (invalid names, names past OAS_MAX_SUBSCRIPTIONS)."""
+        fresh: list[str] = []
+        already: list[str] = []
+        failed = [{self.target_field: n, "error": why} for n, why in request.invalid]
+        room = self.settings.max_subscriptions - len(self.subscribed) - len(held)
+        for name in request.names:
+            if name in self.subscribed or name in held:
+                already.append(name)
+            elif room <= 0:
+                failed.append({self.target_field: name, "error": (
+                    f"Subscription limit of {self.settings.max_subscriptions} {self.targets_noun} per socket "
+                    "reached (OAS_MAX_SUBSCRIPTIONS); unsubscribe from some first")})
+            else:
+                fresh.append(name)
+                room -= 1
+        return fresh, already, failed
+
+    async def access_modes(self, names: list[str], asked: str, failed: list[dict[str, str]]) -> dict[str, str]:
+        """The mode each name gets under the access rules; names not readable go to ``failed``."""
+        modes: dict[str, str] = {}
+        decisions = await asyncio.gather(*(self.guard.decide(n, self.target_kind) for n in names))
+        for name, decision in zip(names, decisions, strict=True):
+            if decision.can_read:
+                modes[name] = mode_under(asked, decision)
+            else:
+                failed.append({self.target_field: name, "error": f"No read access to {name}: {decision.reason}",
+                               "code": "forbidden"})
+        return modes
 
     # --- access over time ---------------------------------------------------------------------
 

@@ -11,6 +11,8 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from devices.admin_readonly import ReadOnlyAdmin
+
 from .models import AccessRule, ApiToken, AuditEntry
 from .rules import check_pattern, parse_networks
 from .tokens import api_token_issue, api_token_revoke
@@ -72,7 +74,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """Read-only: nobody edits or deletes the record of writes."""
 
     list_display = ["at", "username", "token", "client", "path", "target", "signal", "value_requested",
@@ -81,15 +83,6 @@ class AuditEntryAdmin(admin.ModelAdmin):
     search_fields = ["target", "signal", "username", "token", "client"]
     date_hierarchy = "at"
     actions = ["export_csv"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.action(description="Export the selected entries as CSV")
     def export_csv(self, request: HttpRequest, queryset: QuerySet[AuditEntry]) -> HttpResponse:
