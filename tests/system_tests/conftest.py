@@ -100,8 +100,9 @@ class Ws:
 
 
 @pytest.fixture
-async def ws():
-    """Factory of connected clients; all are closed after the test."""
+async def ws(transactional_db):
+    """Factory of connected clients; all are closed after the test. The server reads its access
+    rules and writes its audit to the (test) database, as a deployed one does."""
     opened: list[Ws] = []
 
     async def make(path: str = "/api/v1/pv-socket") -> Ws:
