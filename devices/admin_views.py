@@ -11,7 +11,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from .api import RELOAD_TIMEOUT_S
+from .rest_api import RELOAD_TIMEOUT_S
 from .runtime import get_hub
 
 

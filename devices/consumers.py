@@ -15,6 +15,7 @@ from .access.rules import Principal
 from .access.selectors import principal_for, principal_now
 from .access.settings import current_policy
 from .device_session import DeviceSession
+from .interlock import current_interlock
 from .monitor_session import MonitorSession
 from .pv_session import PvSession
 from .runtime import get_hub
@@ -38,7 +39,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         await self.accept()
         client = self.scope.get("client") or ("?", 0)
         self.session = self.session_class(hub=hub, settings=settings.OAS, send=self._send_text,
-                                          close=self._close, guard=guard, client=f"{client[0]}:{client[1]}")
+                                          close=self._close, guard=guard, client=f"{client[0]}:{client[1]}",
+                                          interlock=current_interlock)
 
     async def _guard(self) -> Guard:
         """Who this socket is (session user or API token) and from where, fixed at connect."""

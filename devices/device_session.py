@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import wire
-from .access.guard import AuditUnavailable
 from .bridge.device_plan import DevicePlan
 from .hub import Update
 from .requests import DEVICE_WORDS, ProtocolError, PvRequest, decode_frame, parse_request
@@ -273,27 +272,16 @@ class DeviceSession(Session):
         self.background(self._stop(name, [s.topic for s in movers], rid), rid)
 
     async def _stop(self, name: str, topics: list[str], rid: Any) -> None:
-        decision = await self.guard.decide(name, "device")
-        if not decision.can_write:
-            await self.guard.refused(target=name, signal="", value="stop", before=None, decision=decision)
-            self.reply({"error": f"No write access to {name}: {decision.reason}", "code": "forbidden",
-                        "action": "stop", "device": name}, rid)
-            return
-        try:
-            record = await self.guard.begin_set(target=name, signal="", value="stop", before=None, decision=decision)
-        except AuditUnavailable as exc:
-            self.reply({"error": str(exc), "code": "audit_unavailable", "action": "stop", "device": name}, rid)
-            return
-        outcomes = await asyncio.gather(*(self.hub.stop_motion(t) for t in topics))
-        worst = next((o for o in outcomes if o.get("status") != "done"), outcomes[0])
-        await self.guard.finish_set(record, outcome=str(worst.get("status")), message=str(worst.get("message", "")),
-                                    after=None)
-        failed = [o for o in outcomes if o.get("status") != "done"]
-        if failed:
-            self.reply({"error": failed[0].get("message", "stop failed"), "code": failed[0].get("status"),
-                        "action": "stop", "device": name}, rid)
-        else:
+        async def stop_all() -> dict[str, Any]:
+            outcomes = await asyncio.gather(*(self.hub.stop_motion(t) for t in topics))
+            return next((o for o in outcomes if o.get("status") != "done"), outcomes[0])
+
+        outcome = await self.writer.guarded_action(target=name, kind="device", value="stop", act=stop_all)
+        if outcome.get("status") == "done":
             self.reply({"action": "stop", "status": "done", "device": name, "message": f"Stopped {name}"}, rid)
+        else:
+            self.reply({"error": outcome.get("message", "stop failed"), "code": outcome.get("status"),
+                        "action": "stop", "device": name}, rid)
 
     async def _do_refresh(self, request: PvRequest) -> None:
         names = list(self.subscribed)

@@ -13,14 +13,14 @@ from typing import Any
 
 from ophydsite.settings.oas import OasSettings
 
-from .access.guard import AuditUnavailable, Guard
+from .access.guard import Guard
 from .access.principal_cache import principal_forget
 from .access.rules import Decision
-from .access.throttle import Coalescer, RateLimiter
 from .hub import Hub
 from .jsonsafe import dumps
 from .mailbox import Mailbox
 from .requests import Limits, ProtocolError, PvRequest
+from .writes import OPEN, Interlock, Writer
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +40,6 @@ def mode_under(asked: str, decision: Decision) -> str:
     return READ_WRITE if decision.can_write else READ_BY_POLICY
 
 
-class _WriteLimits:
-    """Shared by every socket of the process: limits are per user, not per socket."""
-
-    def __init__(self) -> None:
-        self.coalescer = Coalescer()
-        self._limiter: RateLimiter | None = None
-
-    def limiter_for(self, settings: OasSettings) -> RateLimiter:
-        limiter = self._limiter
-        if limiter is None or limiter.rate != settings.write_rate_hz:
-            limiter = self._limiter = RateLimiter(settings.write_rate_hz, max(settings.write_rate_hz * 2, 1.0))
-        return limiter
-
-
-WRITE_LIMITS = _WriteLimits()
-
-
 class Session:
     """Base of the pv-socket, device-socket and /monitor sessions."""
 
@@ -65,11 +48,13 @@ class Session:
     targets_noun = "PVs"
 
     def __init__(self, *, hub: Hub, settings: OasSettings, send: Callable[[str], Awaitable[None]],
-                 close: Callable[[int], Awaitable[None]], guard: Guard, client: str = "") -> None:
+                 close: Callable[[int], Awaitable[None]], guard: Guard, client: str = "",
+                 interlock: Interlock | Callable[[], Interlock] = OPEN) -> None:
         self.hub = hub
         self.guard = guard
         self.settings = settings
         self.client = client
+        self.writer = Writer(hub=hub, guard=guard, settings=settings, interlock=interlock)
         self.limits = Limits(
             max_message_bytes=settings.max_message_bytes,
             max_names_per_request=settings.max_names_per_request,
@@ -199,52 +184,12 @@ class Session:
 
     async def audited_set(self, *, target: str, kind: str, topic: str, signal: str, value: Any,
                           timeout: float) -> dict[str, Any]:
-        """Check the policy, record the attempt, set through the bridge, record the outcome.
-
-        Returns the bridge's outcome, or a refusal (``forbidden``, ``audit_unavailable``) in the
-        same shape. The audit record is complete before the caller replies.
-        """
-        decision = await self.guard.decide(target, kind)
-        before = self._current_text(topic)
-        if not decision.can_write:
-            await self.guard.refused(target=target, signal=signal, value=value, before=before, decision=decision)
-            return {"status": "forbidden", "message": f"No write access to {target}: {decision.reason}"}
-        who = self.guard.principal.username or f"anonymous@{self.guard.address}"
-        if not WRITE_LIMITS.limiter_for(self.settings).allow(who):
-            limited = type(decision)(decision.level, decision.rule, "per-user write rate limit")
-            await self.guard.refused(target=target, signal=signal, value=value, before=before, decision=limited)
-            return {"status": "rate_limited", "message": (
-                f"More than {self.settings.write_rate_hz:g} writes a second from {who} (OAS_WRITE_RATE_HZ); "
-                "slow down")}
-
-        async def write() -> dict[str, Any]:
-            try:
-                record = await self.guard.begin_set(target=target, signal=signal, value=value, before=before,
-                                                    decision=decision)
-            except AuditUnavailable as exc:
-                return {"status": "audit_unavailable", "message": str(exc)}
-            outcome = await self.hub.set(topic, value, timeout)
-            await self.guard.finish_set(record, outcome=str(outcome.get("status", "other")),
-                                        message=str(outcome.get("message", "")), after=outcome.get("after"))
-            return outcome
-
-        outcome = await WRITE_LIMITS.coalescer.submit((who, topic), write)
-        if outcome.get("status") == "superseded":
-            superseded = type(decision)(decision.level, decision.rule, outcome["message"])
-            await self.guard.refused(target=target, signal=signal, value=value, before=before, decision=superseded)
-        return outcome
+        """See writes.Writer.set: the same path for every protocol."""
+        return await self.writer.set(target=target, kind=kind, topic=topic, signal=signal, value=value,
+                                     timeout=timeout)
 
     async def record_refusal(self, *, target: str, kind: str, signal: str, value: Any, why: str) -> None:
-        """A set refused by the socket itself (read-only subscription): on record too."""
-        decision = await self.guard.decide(target, kind)
-        refusal = type(decision)(decision.level, decision.rule, why)
-        await self.guard.refused(target=target, signal=signal, value=value, before=None, decision=refusal)
-
-    def _current_text(self, topic: str) -> str | None:
-        for update in self.hub.current(topic):
-            if update.kind == "value":
-                return str(update.msg.get("value"))
-        return None
+        await self.writer.refuse(target=target, kind=kind, signal=signal, value=value, why=why)
 
     # --- lifecycle --------------------------------------------------------------------------
 

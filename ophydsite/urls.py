@@ -3,15 +3,18 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
+from django.views.generic import RedirectView
 
-from devices import admin_views, api, views
+from devices import admin_views, views
 from devices.access.dry_run import access_dry_run
 from devices.access.login import ThrottledLoginView
+from devices.rest_api import api
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("api/v1/health", views.health, name="health"),
-    path("api/v1/load-devices", api.load_devices, name="load-devices"),
+    path("api/v1/", api.urls),
+    path("docs", RedirectView.as_view(url="/api/v1/docs", permanent=False), name="docs"),
     path("admin/reload-devices/", admin_views.reload_devices, name="admin-reload-devices"),
     path("admin/access-dry-run/", access_dry_run, name="admin-access-dry-run"),
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),

@@ -106,10 +106,12 @@ class Guard:
                 "path": self.path, "target": target, "signal": signal, "value_before": _cap(before),
                 "value_requested": _cap(_text(value)), "rule": decision.rule or ""}
 
-    async def refused(self, *, target: str, signal: str, value: Any, before: str | None, decision: Decision) -> None:
-        """Record a write the policy refused (best effort: the write does not happen anyway)."""
+    async def refused(self, *, target: str, signal: str, value: Any, before: str | None, decision: Decision,
+                      outcome: str = "refused") -> None:
+        """Record a write that was refused (by the policy, a limit, the interlock); best effort:
+        the write does not happen anyway."""
         record = self._base(target, signal, value, before, decision) | {
-            "outcome": "refused", "message": decision.reason, "duration_s": 0.0}
+            "outcome": outcome, "message": decision.reason, "duration_s": 0.0}
         try:
             await asyncio.wait_for(self._audit.begin(record), AUDIT_TIMEOUT_S)
         except Exception:  # noqa: BLE001 - logged; a refusal needs no record to be safe
@@ -126,9 +128,14 @@ class Guard:
             raise AuditUnavailable(f"The write was not done: its audit record could not be stored ({exc!r})") from exc
         return SetRecord(key, time.monotonic())
 
-    async def finish_set(self, record: SetRecord, *, outcome: str, message: str, after: str | None) -> None:
-        changes = {"outcome": outcome, "message": message[:2000], "readback_after": _cap(after),
-                   "duration_s": round(time.monotonic() - record.started, 6)}
+    async def finish_set(self, record: SetRecord, *, outcome: str, message: str, after: str | None,
+                         before: str | None = None) -> None:
+        """Complete the record; ``before``: the value the bridge saw at the start, when the
+        caller had none (a REST client holds no subscription)."""
+        changes: dict[str, Any] = {"outcome": outcome, "message": message[:2000], "readback_after": _cap(after),
+                                   "duration_s": round(time.monotonic() - record.started, 6)}
+        if before is not None:
+            changes["value_before"] = _cap(before)
         try:
             await asyncio.wait_for(self._audit.finish(record.key, changes), AUDIT_TIMEOUT_S)
         except Exception:  # noqa: BLE001 - the pending record stays: the write is still on record

@@ -40,9 +40,16 @@ class DevicePlan:
     set_default: str | None  # the signal a set without "signal" goes to
     truncated: bool = False
     components: list[dict[str, Any]] = field(default_factory=list)
+    prefix: str = ""  # the device's PV prefix, when it has one
 
     def stream(self, signal: str) -> Stream | None:
         return next((s for s in self.streams if s.signal == signal), None)
+
+    def component(self, name: str) -> Stream | None:
+        """The stream a REST ``component`` names: an attribute path (``user_setpoint``,
+        ``x.readback``) or an ophyd signal name (``motor1_user_setpoint``)."""
+        return (next((s for s in self.streams if s.path == name), None) or self.stream(name)
+                or self.stream(f"{self.device}_{name.replace('.', '_')}"))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,7 +81,8 @@ def plan_device(name: str, obj: Any) -> DevicePlan:
     streams = streams[:MAX_STREAMS]
     default = _set_default(obj, kind, streams)
     return DevicePlan(device=name, device_class=cls, kind=kind, streams=tuple(streams),
-                      set_default=default, truncated=truncated, components=component_tree(obj))
+                      set_default=default, truncated=truncated, components=component_tree(obj),
+                      prefix=prefix if isinstance(prefix := getattr(obj, "prefix", ""), str) else "")
 
 
 def _set_default(obj: Any, kind: str, streams: list[Stream]) -> str | None:

@@ -24,9 +24,18 @@ def _origins(text: str) -> tuple[str, ...]:
     return tuple(part.strip().rstrip("/") for part in text.split(",") if part.strip())
 
 
+# Settings read from the variable names ophyd-websocket documents, not OAS_<FIELD>.
+OTHER_NAMES = {
+    "qserver_http_host": "QSERVER_HTTP_SERVER_HOST",
+    "qserver_http_port": "QSERVER_HTTP_SERVER_PORT",
+    "qserver_api_key": "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY",
+}
+
+
 @dataclass(frozen=True)
 class OasSettings:
-    """Server settings; each field maps to the environment variable ``OAS_<FIELD>``."""
+    """Server settings; each field maps to the environment variable ``OAS_<FIELD>`` (or the
+    name in OTHER_NAMES)."""
 
     host: str = "localhost"
     port: int = 8001
@@ -49,7 +58,16 @@ class OasSettings:
     write_rate_hz: float = 20.0
     # Reverse proxies whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips).
     trusted_proxies: tuple[str, ...] = ()
+    # Every write path asks the Queue Server's HTTP API first and refuses while a plan runs
+    # or is paused, or when it cannot be reached (fail closed).
     require_qserver: bool = False
+    # The Queue Server HTTP API (bluesky-httpserver); ophyd-websocket's variable names.
+    qserver_http_host: str = "localhost"
+    qserver_http_port: int = 60610
+    qserver_api_key: str = "test"
+    # A Queue Server status answer is reused this long, so a burst of writes asks once.
+    qserver_status_cache_s: float = 1.0
+    qserver_timeout_s: float = 2.0
     # "embedded": the bridge runs inside the server process (default without Redis).
     # "external": `manage.py runbridge` runs it (default when REDIS_URL is set).
     bridge: str = "embedded"
@@ -92,7 +110,7 @@ class OasSettings:
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         for field in fields(cls):
-            key = "OAS_" + field.name.upper()
+            key = OTHER_NAMES.get(field.name, "OAS_" + field.name.upper())
             raw = env.get(key)
             if raw is None:
                 continue

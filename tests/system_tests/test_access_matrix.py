@@ -12,6 +12,7 @@ import shutil
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -144,3 +145,83 @@ async def test_monitor_reads_follow_the_same_rules(world):
         reply = await comm.receive_json_from(timeout=10)
         assert reply["msg_type"] == "error" and reply["code"] == "forbidden", (kind, reply)
         await comm.disconnect()
+
+
+# REST: client kind -> (HTTP status of the set, audit outcome or None when no row is written)
+REST_EXPECTED = {
+    "anonymous": (401, "refused"),
+    "no_rule": (403, "refused"),
+    "read_rule": (403, "refused"),
+    "write_rule": (200, "done"),
+    "token": (200, "done"),
+    "revoked_token": (401, None),  # refused by the token check, before any set is attempted
+    "expired_token": (401, None),
+}
+CSRF = "a" * 32  # a CSRF secret the browser's cookie and header both carry
+
+
+def rest_client(headers: list[tuple[bytes, bytes]], csrf: bool = True) -> tuple[Any, dict[str, str]]:
+    """An HTTP client carrying what the socket client carried: the session cookie (with the
+    CSRF token a browser page would hold) or the Authorization header."""
+    from django.test import AsyncClient
+
+    client, sent = AsyncClient(enforce_csrf_checks=True), {}  # as a browser: CSRF is checked
+    for key, value in headers:
+        if key == b"cookie":
+            name, _, session = value.decode().partition("=")
+            client.cookies[name] = session
+            if csrf:
+                client.cookies["csrftoken"] = CSRF
+                sent["x-csrftoken"] = CSRF
+        else:
+            sent[key.decode()] = value.decode()
+    return client, sent
+
+
+async def test_every_client_kind_on_rest(world):
+    for kind, headers in world.items():
+        before = await sync_to_async(AuditEntry.objects.count)()
+        client, sent = rest_client(headers)
+        reply = await client.put("/api/v1/pvs", {"pv": "TST:m2:sp", "set_value": 1.5, "timeout": 5},
+                                 content_type="application/json", headers=sent)
+        status, outcome = REST_EXPECTED[kind]
+        assert reply.status_code == status, (kind, reply.json())
+        assert "error" in reply.json() or reply.json()["success"] is True, kind
+        rows = await sync_to_async(list)(AuditEntry.objects.order_by("at")[before:])
+        if outcome is None:
+            assert rows == [], kind
+            continue
+        [row] = rows
+        assert (row.outcome, row.path, row.target) == (outcome, "rest", "TST:m2:sp"), kind
+        assert row.username == {"anonymous": "", "no_rule": "plain", "read_rule": "r", "write_rule": "w",
+                                "token": "bot"}[kind], kind
+        assert row.token == ("bot-token" if kind == "token" else ""), kind
+        assert row.rule == {"anonymous": "", "no_rule": "", "read_rule": "readers-rule",
+                            "write_rule": "writers-rule", "token": "writers-rule"}[kind], (kind, row.rule)
+
+
+async def test_rest_reads_follow_the_same_rules(world):
+
+    await sync_to_async(AccessRule.objects.create)(name="hide-counter", pattern="TST:counter", level=0)
+    for kind, headers in world.items():
+        client, sent = rest_client(headers)
+        readable = await client.get("/api/v1/pvs/TST:m2:sp", headers=sent)
+        hidden = await client.get("/api/v1/pvs/TST:counter", headers=sent)
+        if kind in ("revoked_token", "expired_token"):
+            assert (readable.status_code, hidden.status_code) == (401, 401), kind
+            continue
+        assert readable.status_code == 200 and "TST:m2:sp" in readable.json(), kind
+        assert hidden.status_code == (401 if kind == "anonymous" else 403), kind
+        assert "No read access to TST:counter" in hidden.json()["error"], kind
+        device = await client.get("/api/v1/devices/m1_sp", headers=sent)
+        assert device.status_code == 200 and device.json()["connected"] is True, kind
+
+
+async def test_a_browser_session_write_without_the_csrf_token_is_refused(world):
+    client, sent = rest_client(world["write_rule"], csrf=False)
+    forged = await client.put("/api/v1/pvs", {"pv": "TST:m2:sp", "set_value": 2.5},
+                              content_type="application/json", headers=sent)
+    assert forged.status_code == 403 and forged.json()["code"] == "csrf", forged.json()
+    [row] = await sync_to_async(list)(AuditEntry.objects.all())  # a forged write is on record
+    assert (row.outcome, row.username, row.path, row.target) == ("refused", "w", "rest", "TST:m2:sp")
+    assert "CSRF" in row.message
