@@ -53,3 +53,16 @@ def restartable_ioc(ca_repeater: Popen[bytes]) -> Iterator[IocProcess]:
     proc.stop()
 
 # --- end of the demo IOC section ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def queue_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real Bluesky Queue Server (RE Manager + bluesky-httpserver) for the session."""
+    from tests.support.qserver import QueueServer
+
+    server = QueueServer(tmp_path_factory.mktemp("qserver"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
