@@ -54,6 +54,14 @@ class HubClient(Protocol):
     def deliver(self, pv: str, update: Update) -> None: ...
 
 
+class ConsoleListener(Protocol):
+    def console_lines(self, entries: list[dict[str, Any]]) -> None:
+        """New Queue Server console entries ({seq, time, msg}), oldest first."""
+
+    def console_state(self, state: dict[str, Any]) -> None:
+        """The console source connected or went away ({connected, source, message})."""
+
+
 class RegistryListener(Protocol):
     def registry_reloaded(self, devices: list[str]) -> None:
         """The bridge reloaded its device registry; ``devices`` are the names it holds now."""
@@ -80,6 +88,8 @@ class Hub:
         self._requests: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._registry_listeners: set[RegistryListener] = set()
+        self._console_listeners: set[ConsoleListener] = set()
+        self._console_joined = False
         self.delivered = 0
 
     async def start(self) -> None:
@@ -176,6 +186,27 @@ class Hub:
     def unlisten_registry(self, listener: RegistryListener) -> None:
         self._registry_listeners.discard(listener)
 
+    async def console_listen(self, listener: ConsoleListener) -> None:
+        """Follow the Queue Server console; the hub joins its group once, for all its clients."""
+        self._console_listeners.add(listener)
+        if not self._console_joined:
+            self._console_joined = True
+            await self._layer.group_add(m.CONSOLE_GROUP, self.channel)
+        await self._console_watch()
+
+    def console_unlisten(self, listener: ConsoleListener) -> None:
+        self._console_listeners.discard(listener)
+
+    async def console_replay(self, *, after: int | None, last: int, timeout: float = 10.0) -> dict[str, Any] | None:
+        """Console entries from the bridge's ring: after entry ``after``, or the ``last`` ones."""
+        return await self._ask({"type": m.CONSOLE_REPLAY, "after": after, "last": last}, timeout)
+
+    async def _console_watch(self) -> None:
+        try:
+            await self._commands.send(m.BRIDGE_CHANNEL, {"type": m.CONSOLE_WATCH, "hub": self.channel})
+        except ChannelFull:
+            log.warning("bridge command channel full; console watch sent at the next renew")
+
     async def reload_devices(self, timeout: float) -> dict[str, Any]:
         """Ask the bridge to reload the startup files; returns its report."""
         outcome = await self._ask({"type": m.RELOAD}, timeout)
@@ -208,6 +239,13 @@ class Hub:
                 poke = getattr(listener, "access_changed", None)
                 if poke is not None:
                     poke(user_id)
+        elif kind == m.CONSOLE_LINES:
+            entries = message.get("entries") or []
+            for listener in list(self._console_listeners):
+                listener.console_lines(entries)
+        elif kind == m.CONSOLE_STATE:
+            for listener in list(self._console_listeners):
+                listener.console_state(message)
         elif kind == m.DEVICES_RELOADED:
             names = [n for n in message.get("devices") or [] if isinstance(n, str)]
             for listener in list(self._registry_listeners):
@@ -249,6 +287,8 @@ class Hub:
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(max(self._lease_s / 3, 0.5))
+            if self._console_listeners:
+                await self._console_watch()  # a restarted bridge starts reading the console again
             if not self._clients:
                 continue
             try:

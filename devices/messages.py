@@ -22,6 +22,12 @@ DESCRIBE = "bridge.describe"  # worker → bridge: {hub, request, devices}; repl
 REPLY = "bridge.reply"  # bridge → worker channel: {request, outcome}
 PV_VALUE = "pv.value"  # bridge → group / worker channel
 PV_META = "pv.meta"  # bridge → group / worker channel
+# The Queue Server console (qsconsole/relay.py): the bridge reads it once for the deployment.
+CONSOLE_GROUP = "qs.console"  # hubs with console clients join it
+CONSOLE_WATCH = "console.watch"  # worker → bridge: {hub}; start reading the console (idempotent)
+CONSOLE_REPLAY = "console.replay"  # worker → bridge: {hub, request, after?, last?}; reply {entries, complete, state}
+CONSOLE_LINES = "console.lines"  # bridge → "qs.console" group: {entries: [{seq, time, msg}]}
+CONSOLE_STATE = "console.state"  # bridge → "qs.console" group: {connected, source, message}
 # Every hub joins this group; the bridge announces a finished reload of the device registry.
 REGISTRY_GROUP = "devices.registry"
 DEVICES_RELOADED = "devices.reloaded"  # bridge → REGISTRY_GROUP: {devices: [names]}

@@ -16,6 +16,7 @@ from devices.startup.reload import registry_reload
 from devices.startup.status import device_states, device_states_record
 from devices.topics import parse_device_topic
 from ophydsite.settings.oas import OasSettings
+from qsconsole.relay import ConsoleRelay
 
 from .ca_context import ca_executor
 from .ca_source import CaSource
@@ -53,6 +54,7 @@ class Bridge:
         # Set once the startup load finished (at once without one): describes wait for it, so a
         # client connecting while the bridge starts is not told its device does not exist.
         self._first_load = asyncio.Event()
+        self.console = ConsoleRelay(layer=layer, publisher=self.publisher)
 
     async def run(self) -> None:
         """Serve until cancelled, then release every channel."""
@@ -95,6 +97,8 @@ class Bridge:
             self._start_describe(message)
         elif kind == m.STOP:
             self._start_stop(message)
+        elif kind in (m.CONSOLE_WATCH, m.CONSOLE_REPLAY):
+            self.console.handle(message)
         else:
             log.warning("unknown bridge command %r", kind)
 
@@ -287,6 +291,7 @@ class Bridge:
     async def _shutdown(self) -> None:
         for task in [*self._tasks, *self._sets]:
             task.cancel()
+        await self.console.stop()
         loop = asyncio.get_running_loop()
         for entry in self.entries.values():
             entry.close()

@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "channels",
     "ninja",  # serves the /docs page's Swagger UI files itself (no CDN on a control network)
     "devices",
+    "qsconsole",
 ]
 
 MIDDLEWARE = [

@@ -29,6 +29,8 @@ OTHER_NAMES = {
     "qserver_http_host": "QSERVER_HTTP_SERVER_HOST",
     "qserver_http_port": "QSERVER_HTTP_SERVER_PORT",
     "qserver_api_key": "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY",
+    "zmq_host": "ZMQ_HOST",
+    "zmq_port": "ZMQ_PORT",
 }
 
 
@@ -68,6 +70,14 @@ class OasSettings:
     # A Queue Server status answer is reused this long, so a burst of writes asks once.
     qserver_status_cache_s: float = 1.0
     qserver_timeout_s: float = 2.0
+    # The Queue Server's console publisher (start-re-manager --zmq-publish-console ON).
+    zmq_host: str = "localhost"
+    zmq_port: int = 60625
+    # Console entries kept for replay; sent to a new console client; no heartbeat for this
+    # long (while connected) counts as the Queue Server gone.
+    qs_console_buffer: int = 5000
+    qs_console_backlog: int = 200
+    qs_console_heartbeat_s: float = 5.0
     # "embedded": the bridge runs inside the server process (default without Redis).
     # "external": `manage.py runbridge` runs it (default when REDIS_URL is set).
     bridge: str = "embedded"

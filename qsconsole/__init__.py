@@ -1,0 +1,1 @@
+"""The Queue Server console: its ZMQ output relayed to WebSocket clients."""
