@@ -8,13 +8,13 @@ request's guard and delegate to rest_ops (HTTP-free logic) or to the bridge.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Annotated, Any
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
-from ninja import Body, NinjaAPI, Query, Schema, Status
+from ninja import Body, NinjaAPI, Path, Query, Schema, Status
 from ninja.errors import HttpError, ValidationError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
 from .access.http import csrf_refusal, request_guard, rest_write_refusal
 from .interlock import current_interlock, plan_activity, status_client
@@ -49,15 +49,22 @@ class ErrorOut(BaseModel):
     code: str
 
 
-SetValue = int | float | str | list[int | float | str]
+# Strict: what the schema says is what is accepted (a JSON true is a boolean, not 1).
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+SetValue = Scalar | list[Scalar]
+MAX_BATCH = 500  # instructions in one PUT (also bounded by OAS_MAX_NAMES_PER_REQUEST)
+# A PV or device name: printable ASCII without spaces (requests.name_problem, OAS_MAX_NAME_LENGTH).
+NAME = r"^[!-~]+$"
+PvName = Annotated[str, Path(pattern=NAME, max_length=255, examples=["DEMO:sine"])]
+DeviceName = Annotated[str, Path(pattern=NAME, max_length=255, examples=["motor1"])]
 
 
 class PvInstruction(Schema):
     """Set one PV (ophyd-websocket's EpicsPVInstruction; ``value`` is accepted for ``set_value``)."""
 
-    pv: str = Field(min_length=1, max_length=255)
+    pv: str = Field(min_length=1, max_length=255, pattern=NAME, examples=["DEMO:m1:sp"])
     set_value: SetValue
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -70,10 +77,10 @@ class PvInstruction(Schema):
 class DeviceInstruction(Schema):
     """Set a device, or one component of it (ophyd-websocket's OphydDeviceInstruction)."""
 
-    device: str = Field(min_length=1, max_length=255)
+    device: str = Field(min_length=1, max_length=255, pattern=NAME, examples=["motor1"])
     set_value: SetValue
     component: str | None = Field(default=None, max_length=255)
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: float | None = Field(default=None, gt=0, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -83,6 +90,8 @@ class DeviceInstruction(Schema):
         return data
 
 
+PvBatch = Annotated[list[PvInstruction], Field(min_length=1, max_length=MAX_BATCH)]
+DeviceBatch = Annotated[list[DeviceInstruction], Field(min_length=1, max_length=MAX_BATCH)]
 ANY = {200: dict[str, Any], ERROR_CODES: ErrorOut}
 WRITE = {200: dict[str, Any], 207: dict[str, Any], ERROR_CODES: ErrorOut}
 
@@ -136,26 +145,26 @@ async def list_pvs(request: HttpRequest) -> Status[Any]:
 
 
 @api.get("/pvs/{pv}", response=ANY, tags=["EPICS PVs"])
-async def read_pv(request: HttpRequest, pv: str, timeout: float | None = Query(None, gt=0)) -> Status[Any]:
+async def read_pv(request: HttpRequest, pv: PvName, timeout: float | None = Query(None, gt=0)) -> Status[Any]:
     """Read a PV: ``{pv: {value, timestamp, connected, severity}, "meta": {...}}``; connects on
     demand and answers 408 if it does not connect within ``timeout`` (OAS_CONNECT_TIMEOUT_S)."""
     return _out(await (await _ops(request)).pv_read(pv, timeout))
 
 
 @api.post("/pvs/{pv}", response={201: dict[str, Any], ERROR_CODES: ErrorOut}, tags=["EPICS PVs"])
-async def connect_pv(request: HttpRequest, pv: str, timeout: float | None = Query(None, gt=0)) -> Status[Any]:
+async def connect_pv(request: HttpRequest, pv: PvName, timeout: float | None = Query(None, gt=0)) -> Status[Any]:
     """Keep a PV connected for fast reads and list it in ``GET /pvs`` (409 if already held)."""
     return _out(await (await _ops(request)).pv_hold(pv, timeout))
 
 
 @api.delete("/pvs/{pv}", response=ANY, tags=["EPICS PVs"])
-async def release_pv(request: HttpRequest, pv: str) -> Status[Any]:
+async def release_pv(request: HttpRequest, pv: PvName) -> Status[Any]:
     """Stop holding a PV connected (an addition to ophyd-websocket)."""
     return _out(await (await _ops(request)).pv_release(pv))
 
 
 @api.put("/pvs", response=WRITE, tags=["EPICS PVs"])
-async def set_pvs(request: HttpRequest, payload: PvInstruction | list[PvInstruction] = Body(...)) -> Status[Any]:
+async def set_pvs(request: HttpRequest, payload: PvInstruction | PvBatch = Body(...)) -> Status[Any]:
     """Set one PV, or several (a list: written only if every PV may be written; 207 if some
     set failed). Waits for the IOC's put completion up to ``timeout`` (OAS_SET_TIMEOUT_S)."""
     items = payload if isinstance(payload, list) else [payload]
@@ -182,14 +191,14 @@ async def devices_info(request: HttpRequest, timeout: float | None = Query(None,
 
 
 @api.get("/devices/{name}", response=ANY, tags=["Ophyd Devices"])
-async def device_info(request: HttpRequest, name: str, timeout: float | None = Query(None, gt=0)) -> Status[Any]:
+async def device_info(request: HttpRequest, name: DeviceName, timeout: float | None = Query(None, gt=0)) -> Status[Any]:
     """Type, class, prefix, connection, description and current values of one device."""
     return _out(await (await _ops(request)).device_info(name, timeout))
 
 
 @api.put("/devices", response=WRITE, tags=["Ophyd Devices"])
 async def set_devices(request: HttpRequest,
-                      payload: DeviceInstruction | list[DeviceInstruction] = Body(...)) -> Status[Any]:
+                      payload: DeviceInstruction | DeviceBatch = Body(...)) -> Status[Any]:
     """Set a device (a positioner moves and the reply comes when the move ends), or one
     ``component`` of it; a list sets several (as ``PUT /pvs``)."""
     items = payload if isinstance(payload, list) else [payload]

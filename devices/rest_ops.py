@@ -16,6 +16,7 @@ from ophydsite.settings.oas import OasSettings
 from .access.guard import Guard
 from .bridge.device_plan import DevicePlan
 from .reads import Holder, Reading, read_now
+from .requests import name_problem
 from .writes import Interlock, Writer
 
 Result = tuple[int, dict[str, Any]]
@@ -31,6 +32,16 @@ SET_HTTP = {
 
 def error(status: int, message: str, code: str, **extra: Any) -> Result:
     return status, {"error": message, "code": code, **extra}
+
+
+def _names_refusal(names: list[str], max_length: int, noun: str) -> Result | None:
+    """The sockets' name rules on REST too: no empty, over-long, spaced, control or non-ASCII
+    names (spaces would also reach the bridge's device topics, which no client may name)."""
+    for name in names:
+        why = name_problem(name, max_length, noun)
+        if why is not None:
+            return error(400, why, "bad_name", **{noun.lower(): name})
+    return None
 
 
 class RestOps:
@@ -76,8 +87,11 @@ class RestOps:
         names = sorted(self.holder.names)
         return 200, {"PV List": names, "pvs": names, "count": len(names)}
 
+    def _bad(self, names: list[str], noun: str = "PV") -> Result | None:
+        return _names_refusal(names, self.settings.max_name_length, noun)
+
     async def pv_read(self, pv: str, timeout: float | None) -> Result:
-        refused = await self.read_refusal(pv, "pv")
+        refused = self._bad([pv]) or await self.read_refusal(pv, "pv")
         if refused:
             return refused
         wait = self._timeout(timeout, self.settings.connect_timeout_s)
@@ -87,7 +101,7 @@ class RestOps:
         return 200, {pv: reading.as_read(), "pv": pv, "meta": reading.meta or {}}
 
     async def pv_hold(self, pv: str, timeout: float | None) -> Result:
-        refused = await self.read_refusal(pv, "pv")
+        refused = self._bad([pv]) or await self.read_refusal(pv, "pv")
         if refused:
             return refused
         if pv in self.holder.names:
@@ -109,13 +123,17 @@ class RestOps:
         return 200, {"pv": pv, "status": "released"}
 
     async def pv_set(self, pv: str, value: Any, timeout: float | None) -> Result:
+        bad = self._bad([pv])
+        if bad:
+            return bad
         wait = self._timeout(timeout, self.settings.set_timeout_s)
         outcome = await self.writer.set(target=pv, kind="pv", topic=pv, signal="", value=value, timeout=wait)
         return self._set_result(outcome, {"pv": pv, "value": value},
                                 f"Instruction accepted, set value of {pv} to {value}.")
 
     async def pv_set_many(self, items: list[tuple[str, Any, float | None]]) -> Result:
-        refused = await self._batch_refusal([(pv, "pv", "", v) for pv, v, _ in items])
+        refused = (self._bad([pv for pv, _, _ in items])
+                   or await self._batch_refusal([(pv, "pv", "", v) for pv, v, _ in items]))
         if refused:
             return refused
         results = await asyncio.gather(*(self.pv_set(pv, v, t) for pv, v, t in items))
@@ -136,7 +154,7 @@ class RestOps:
         return 200, {"devices": known, "count": len(known), "message": message}
 
     async def device_info(self, name: str, timeout: float | None) -> Result:
-        refused = await self.read_refusal(name, "device")
+        refused = self._bad([name], "Device") or await self.read_refusal(name, "device")
         if refused:
             return refused
         plans, failure = await self._plans([name])
@@ -161,6 +179,9 @@ class RestOps:
         return 200, {"devices": {n: _info(p, readings) for n, p in plans.items()}, "count": len(plans)}
 
     async def device_set(self, device: str, value: Any, component: str | None, timeout: float | None) -> Result:
+        bad = self._bad([device], "Device")
+        if bad:
+            return bad
         plans, failure = await self._plans([device])
         if failure:
             return failure
@@ -184,7 +205,8 @@ class RestOps:
         return self._set_result(outcome, extra, f"Successfully set {target} to {value}")
 
     async def device_set_many(self, items: list[tuple[str, Any, str | None, float | None]]) -> Result:
-        refused = await self._batch_refusal([(d, "device", c or "", v) for d, v, c, _ in items])
+        refused = (self._bad([d for d, _, _, _ in items], "Device")
+                   or await self._batch_refusal([(d, "device", c or "", v) for d, v, c, _ in items]))
         if refused:
             return refused
         results = await asyncio.gather(*(self.device_set(d, v, c, t) for d, v, c, t in items))

@@ -14,7 +14,7 @@ from ophydsite.settings.oas import OasSettings
 
 from .access.guard import AuditUnavailable, Guard
 from .access.rules import Decision
-from .access.throttle import Coalescer, RateLimiter
+from .access.throttle import Coalescer, Place, RateLimiter
 
 
 class SetHub(Protocol):
@@ -80,6 +80,16 @@ class Writer:
         Returns the bridge's outcome, or a refusal in the same shape (``forbidden``,
         ``interlocked``, ``rate_limited``, ``superseded``, ``audit_unavailable``).
         """
+        who = self.who()
+        place = WRITE_LIMITS.coalescer.place((who, topic))  # first, before any await
+        try:
+            return await self._set(place, who=who, target=target, kind=kind, topic=topic, signal=signal,
+                                   value=value, timeout=timeout)
+        finally:
+            place.leave()
+
+    async def _set(self, place: Place, *, who: str, target: str, kind: str, topic: str, signal: str, value: Any,
+                   timeout: float) -> dict[str, Any]:
         decision = await self.guard.decide(target, kind)
         before = self._current_text(topic)
         if not decision.can_write:
@@ -90,7 +100,6 @@ class Writer:
             await self.guard.refused(target=target, signal=signal, value=value, before=before,
                                      decision=_with_reason(decision, blocked), outcome="interlocked")
             return {"status": "interlocked", "message": blocked}
-        who = self.who()
         if not WRITE_LIMITS.limiter_for(self.settings).allow(who):
             await self.guard.refused(target=target, signal=signal, value=value, before=before,
                                      decision=_with_reason(decision, "per-user write rate limit"))
@@ -110,7 +119,7 @@ class Writer:
                                         before=None if before is not None else outcome.get("before"))
             return outcome
 
-        outcome = await WRITE_LIMITS.coalescer.submit((who, topic), write)
+        outcome = await place.run(write)
         if outcome.get("status") == "superseded":
             await self.guard.refused(target=target, signal=signal, value=value, before=before,
                                      decision=_with_reason(decision, outcome["message"]))

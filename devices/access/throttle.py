@@ -20,29 +20,53 @@ SUPERSEDED: dict[str, Any] = {"status": "superseded",
 @dataclass
 class _Slot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    ticket: int = 0
-    users: int = 0
+    issued: int = 0  # places handed out so far
+    holding: set[int] = field(default_factory=set)  # places not yet given up
+
+
+class Place:
+    """A place in the line of one (user, target), taken when the set arrives."""
+
+    def __init__(self, owner: Coalescer, key: Hashable, slot: _Slot) -> None:
+        self._owner, self._key, self._slot = owner, key, slot
+        slot.issued += 1
+        self.number = slot.issued
+        slot.holding.add(self.number)
+        self._done = False
+
+    async def run(self, job: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """Run ``job`` after the one in progress, unless a set that arrived later still waits
+        (one refused meanwhile, by a rule or the rate limit, has left and supersedes nothing)."""
+        try:
+            async with self._slot.lock:
+                if self.number != max(self._slot.holding):
+                    return dict(SUPERSEDED)
+                return await job()
+        finally:
+            self.leave()
+
+    def leave(self) -> None:
+        """Give the place up (also when the set was refused before it could run)."""
+        if self._done:
+            return
+        self._done = True
+        self._slot.holding.discard(self.number)
+        if not self._slot.holding and self._owner._slots.get(self._key) is self._slot:
+            del self._owner._slots[self._key]
 
 
 class Coalescer:
     def __init__(self) -> None:
         self._slots: dict[Hashable, _Slot] = {}
 
+    def place(self, key: Hashable) -> Place:
+        """Take a place now, before anything awaits: which set is newest is decided by arrival,
+        not by whichever check (rules, interlock) happens to finish first."""
+        return Place(self, key, self._slots.setdefault(key, _Slot()))
+
     async def submit(self, key: Hashable, job: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         """Run ``job`` after the one in progress for ``key``, unless a newer one arrives first."""
-        slot = self._slots.setdefault(key, _Slot())
-        slot.ticket += 1
-        mine = slot.ticket
-        slot.users += 1
-        try:
-            async with slot.lock:
-                if mine != slot.ticket:
-                    return dict(SUPERSEDED)
-                return await job()
-        finally:
-            slot.users -= 1
-            if slot.users == 0:
-                self._slots.pop(key, None)
+        return await self.place(key).run(job)
 
 
 class RateLimiter:

@@ -11,6 +11,7 @@ from typing import Any
 
 from devices import messages as m
 from devices.layer_io import serve_channel
+from devices.requests import name_problem
 from devices.startup.registry import DeviceRegistry
 from devices.startup.reload import registry_reload
 from devices.startup.status import device_states, device_states_record
@@ -113,7 +114,8 @@ class Bridge:
                             scalar_rate_hz=s.scalar_rate_hz, array_rate_hz=s.array_rate_hz,
                             connect_timeout_s=s.connect_timeout_s, executor=self._executor)
             self.entries[name] = entry
-            loop.run_in_executor(self._executor, entry.source.open)
+            opening = loop.run_in_executor(self._executor, entry.source.open)
+            opening.add_done_callback(lambda done, name=name: _report_open(name, done))
             log.info("opened channel for %s", name)
         return entry
 
@@ -308,10 +310,20 @@ def _freeze_startup_objects() -> None:
 
 
 def _names(message: dict[str, Any]) -> list[str]:
+    """The names of an interest command; ones no CA client could search for are dropped
+    (clients validate names; this keeps a faulty worker from feeding libca garbage)."""
     names = message.get("pvs")
     if not isinstance(names, list):
         return []
-    return [n for n in names if isinstance(n, str) and n]
+    good = [n for n in names if isinstance(n, str) and (parse_device_topic(n) or name_problem(n, 4096) is None)]
+    if len(good) != len(names):
+        log.warning("ignored %d invalid names from %s", len(names) - len(good), message.get("hub"))
+    return good
+
+
+def _report_open(name: str, done: Any) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("opening the channel for %r failed: %r", name, done.exception())
 
 
 def _reply(request: str, outcome: SetOutcome) -> dict[str, Any]:

@@ -108,7 +108,15 @@ async def test_bad_requests_get_json_errors(api):
     bad_timeout = await api.put(f"{API}/pvs", {"pv": "TST:m1:sp", "set_value": 1, "timeout": -1}, **put)
     assert bad_timeout.status_code == 422 and "timeout" in bad_timeout.json()["error"]
     empty = await api.put(f"{API}/pvs", [], **put)
-    assert empty.status_code == 400 and empty.json()["code"] == "bad_request"
+    assert empty.status_code == 422 and empty.json()["code"] == "bad_request"
+    boolean_timeout = await api.put(f"{API}/pvs", {"pv": "TST:m1:sp", "set_value": 1, "timeout": True}, **put)
+    assert boolean_timeout.status_code == 422
+    # the sockets' name rules: no spaces (device topics), control or non-ASCII characters
+    for name in ("device stage stage_sp", "TST:\x01", "TST:\u00e9"):
+        spaced = await api.put(f"{API}/pvs", {"pv": name, "set_value": 1}, **put)
+        assert spaced.status_code == 422 and "pv" in spaced.json()["error"], name
+    spaced_read = await api.get(f"{API}/pvs/device%20stage%20stage_sp")
+    assert spaced_read.status_code == 422 and "pattern" in spaced_read.json()["error"]
     unknown = await api.get(f"{API}/no-such-thing")
     assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
     wrong_method = await api.get(f"{API}/load-devices")
@@ -185,7 +193,27 @@ async def test_openapi_schema_docs_page_and_socket_description(api):
     redirect = await api.get("/docs")
     assert redirect.status_code == 302 and redirect["Location"] == "/api/v1/docs"
     page = await api.get("/api/v1/docs")
-    assert page.status_code == 200 and b"swagger" in page.content.lower()
+    assert page.status_code == 200 and b"/static/ninja/swagger-ui-bundle.js" in page.content  # no CDN
+    for asset in ("/static/ninja/swagger-ui-bundle.js", "/static/admin/css/base.css"):
+        served = await api.get(asset)  # with DEBUG off, as the README's run command runs
+        assert served.status_code == 200 and len(b"".join(served.streaming_content)) > 1000, asset
     sockets = (await api.get(f"{API}/sockets")).json()["sockets"]
     assert [s["path"] for s in sockets] == ["/api/v1/pv-socket", "/api/v1/device-socket", "/monitor"]
     assert "stop" in sockets[1]["actions"] and "set" in sockets[0]["actions"]
+
+
+async def test_write_rate_limit_and_auth_required_on_rest(api):
+    settings.OAS = replace(settings.OAS, write_rate_hz=1.0)  # bursts of 2
+    put = {"content_type": "application/json"}
+    codes = []
+    for i in range(4):
+        reply = await api.put(f"{API}/pvs", {"pv": f"TST:m{1 + i % 2}:sp", "set_value": 0.5 + i}, **put)
+        codes.append((reply.status_code, reply.json().get("code")))
+    assert codes[:2] == [(200, None), (200, None)] and (429, "rate_limited") in codes[2:], codes
+    limited = [r for r in await rows() if "rate limit" in r.message]
+    assert limited and all(r.outcome == "refused" for r in limited)
+
+    settings.OAS = replace(settings.OAS, auth_required=True)
+    for path in ("/pvs", "/pvs/TST:m1:rbv", "/devices", "/devices/stage", "/devices-info", "/queue-server/status"):
+        reply = await api.get(f"{API}{path}")
+        assert reply.status_code == 401 and reply.json()["code"] == "unauthenticated", (path, reply.json())
