@@ -12,8 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
-Send = Callable[[str], Awaitable[None]]
+# Text on the PV sockets; the camera socket also sends bytes, or (text, bytes) pairs that
+# must arrive together (a frame's description, then the frame).
+Payload = Any
+Send = Callable[[Payload], Awaitable[None]]
 
 
 class Mailbox:
@@ -22,8 +26,8 @@ class Mailbox:
     def __init__(self, send: Send, *, max_replies: int, stall_timeout: float,
                  on_stuck: Callable[[str], None]) -> None:
         self._send = send
-        self._latest: dict[Hashable, str] = {}
-        self._replies: deque[str] = deque()
+        self._latest: dict[Hashable, Payload] = {}
+        self._replies: deque[Payload] = deque()
         self._max_replies = max_replies
         self._stall_timeout = stall_timeout
         self._on_stuck = on_stuck
@@ -32,7 +36,7 @@ class Mailbox:
         self.sent = 0
         self.replaced = 0
 
-    def put_latest(self, key: Hashable, text: str) -> None:
+    def put_latest(self, key: Hashable, text: Payload) -> None:
         """Queue PV data; a message still waiting under the same key is replaced."""
         if self.closed:
             return
@@ -59,7 +63,7 @@ class Mailbox:
     def pending(self) -> int:
         return len(self._latest) + len(self._replies)
 
-    def _next(self) -> str | None:
+    def _next(self) -> Payload | None:
         if self._replies:
             return self._replies.popleft()
         if self._latest:

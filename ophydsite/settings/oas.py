@@ -78,6 +78,13 @@ class OasSettings:
     qs_console_buffer: int = 5000
     qs_console_backlog: int = 200
     qs_console_heartbeat_s: float = 5.0
+    # Camera socket: frames a second per viewer at most (a client may ask for fewer), the
+    # longest side of a sent frame (larger ones are downscaled before encoding), JPEG
+    # quality, and how long the image PV may take to connect before viewers are told.
+    camera_max_fps: float = 30.0
+    camera_max_size: int = 1024
+    camera_quality: int = 85
+    camera_connect_timeout_s: float = 5.0
     # "embedded": the bridge runs inside the server process (default without Redis).
     # "external": `manage.py runbridge` runs it (default when REDIS_URL is set).
     bridge: str = "embedded"

@@ -1,0 +1,145 @@
+"""/api/v1/camera-socket through the in-process server: settings, JPEG frames decoded back
+with Pillow, per-client options, one encode shared by viewers, release after the last one.
+
+These use the built-in simulation camera (no IOC); tests/system_tests/test_camera_ad.py runs
+the same socket against the Area Detector-like caproto IOC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from channels.testing import WebsocketCommunicator
+from PIL import Image
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
+PATH = "/api/v1/camera-socket"
+
+
+class Viewer:
+    """A camera-socket client that keeps text and binary messages apart."""
+
+    def __init__(self) -> None:
+        from ophydsite.asgi import application
+
+        self.comm = WebsocketCommunicator(application, PATH)
+
+    async def __aenter__(self) -> Viewer:
+        connected, _ = await self.comm.connect(timeout=10)
+        assert connected
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.comm.disconnect()
+
+    async def send(self, message: Any) -> None:
+        await self.comm.send_to(text_data=json.dumps(message))
+
+    async def next(self, timeout: float = 10.0) -> dict[str, Any] | bytes:
+        while True:
+            event = await asyncio.wait_for(self.comm.output_queue.get(), timeout)
+            if event["type"] == "websocket.send":
+                return event["bytes"] if event.get("bytes") is not None else json.loads(event["text"])
+            if event["type"] == "websocket.close":
+                raise ConnectionError(f"closed with {event.get('code')}")
+
+    async def json(self, where=lambda m: True, timeout: float = 10.0) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            msg = await self.next(max(deadline - loop.time(), 0.01))
+            if isinstance(msg, dict) and where(msg):
+                return msg
+
+    async def frame(self, timeout: float = 10.0) -> Image.Image:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            msg = await self.next(max(deadline - loop.time(), 0.01))
+            if isinstance(msg, bytes):
+                picture = Image.open(io.BytesIO(msg))
+                picture.load()
+                return picture
+
+
+def camera_feeds():
+    from camera.session import feeds
+
+    return feeds().feeds
+
+
+async def test_simulation_camera_settings_then_jpeg_frames():
+    async with Viewer() as viewer:
+        await viewer.send({"camera": "sim:64x48", "max_fps": 20, "frameInfo": True})
+        settings = await viewer.json()
+        assert settings == {"x": 64, "y": 48, "colorMode": "Mono", "dataType": "UInt16"}
+        info = await viewer.json(lambda m: "frame" in m)
+        picture = await viewer.frame()
+        assert picture.format == "JPEG" and picture.mode == "L" and picture.size == (64, 48)
+        assert (info["width"], info["height"]) == (64, 48) and info["quality"] == 85
+        pixels = np.asarray(picture, dtype=float)
+        assert pixels.max() > 150 and pixels.min() < pixels.max() / 2  # a bright beam on a dark field
+
+
+async def test_two_viewers_share_each_encode_and_the_log_toggle_is_per_client():
+    async with Viewer() as a, Viewer() as b:
+        for v in (a, b):
+            await v.send({"camera": "sim:80x60", "max_fps": 30})
+            await v.json()
+        key = next(k for k in camera_feeds() if "80x60" in k)
+        feed = camera_feeds()[key]
+        for _ in range(5):
+            await a.frame()
+            await b.frame()
+        shared = dict(feed.stats.encoded)
+        assert len(shared) == 1  # one output setting ...
+        [(output, encodes)] = shared.items()
+        assert output.log is True
+        assert encodes <= feed.stats.decoded  # ... encoded once per frame for both viewers
+
+        await a.send({"toggleLogNormalization": False})
+        assert (await a.json(lambda m: "logNormalization" in m))["logNormalization"] is False
+        for _ in range(4):
+            await a.frame()
+            await b.frame()
+        logs = {o.log for o in feed.stats.encoded}
+        assert logs == {True, False}  # b still gets log frames, a linear ones
+    await asyncio.sleep(0.1)
+    assert key not in camera_feeds()  # the source stops with the last viewer
+
+
+async def test_max_fps_limits_a_viewer_and_frames_are_the_newest():
+    async with Viewer() as slow:
+        await slow.send({"camera": "sim:32x32", "max_fps": 2, "frameInfo": True})
+        await slow.json()
+        counters = []
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(4):
+            counters.append((await slow.json(lambda m: "frame" in m))["frame"])
+            await slow.frame()
+        elapsed = loop.time() - started
+        assert elapsed > 1.2  # 2 a second: 4 frames take at least ~1.5 s
+        assert all(b - a >= 3 for a, b in zip(counters, counters[1:], strict=False))  # 10 Hz source: skips
+
+
+async def test_bad_first_messages_get_errors_and_the_socket_stays_usable():
+    async with Viewer() as viewer:
+        for message, code in (([1, 2], "not_object"), ({"camera": "nope"}, "unknown_camera"),
+                              ({"imageArray_PV": 5}, "bad_field"), ({"camera": "sim", "max_fps": 0}, "bad_field"),
+                              ({"imageArray_PV": "has space:image1:ArrayData"}, "bad_name")):
+            await viewer.send(message)
+            error = await viewer.json()
+            assert error["code"] == code and error["error"], (message, error)
+        await viewer.comm.send_to(text_data="{not json")
+        assert (await viewer.json())["code"] == "bad_json"
+        await viewer.send({"camera": "sim:16x16"})
+        assert (await viewer.json())["x"] == 16
+        await viewer.frame()
+        await viewer.send({"bogus": 1})
+        assert (await viewer.json(lambda m: "error" in m))["code"] == "unknown_field"
