@@ -66,13 +66,13 @@ class QueueServerStatus:
         pending = self._pending
         if pending is None or pending.done() or pending.get_loop() is not asyncio.get_running_loop():
             pending = self._pending = asyncio.get_running_loop().create_task(self._ask())
-        answer = await asyncio.shield(pending)
-        self._last = answer
-        return answer
+        return await asyncio.shield(pending)
 
     async def _ask(self) -> QsAnswer:
         self.requests_sent += 1
-        return await asyncio.to_thread(self._get)
+        answer = await asyncio.to_thread(self._get)
+        self._last = answer  # here, not in the waiters: a call between this and their wake-up reuses it
+        return answer
 
     def _get(self) -> QsAnswer:
         url = f"{self.base_url}/api/status"
