@@ -52,8 +52,9 @@ class Analysis(Protocol):
 
 
 class Viewer(Protocol):
-    output: Output
+    output: Output | None  # None: wants no JPEG (a REST grab of raw frames)
     analysis: Analysis | None
+    wants_image: bool  # gets the decoded (transformed) frame itself
 
     def due(self, now: float) -> bool:
         """Whether this viewer wants a frame now (its rate allows one)."""
@@ -66,6 +67,8 @@ class Viewer(Protocol):
     def problem(self, message: str, code: str) -> None: ...
 
     def analysed(self, counter: int, results: dict[str, Any]) -> None: ...
+
+    def image(self, counter: int, image: np.ndarray) -> None: ...
 
 
 class Source(Protocol):
@@ -87,9 +90,12 @@ class FeedStats:
 class CameraFeed:
     """Fan-out point of one camera in this process."""
 
-    def __init__(self, key: str, source: Source, *, on_empty: Callable[[CameraFeed], None]) -> None:
+    def __init__(self, key: str, source: Source, *, on_empty: Callable[[CameraFeed], None],
+                 transform: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        """``transform``: the camera's binning, mirroring and rotation, applied once per frame."""
         self.key = key
         self.source = source
+        self.transform = transform
         self.viewers: set[Viewer] = set()
         self.geometry: Geometry | None = None
         self.stats = FeedStats()
@@ -161,8 +167,8 @@ class CameraFeed:
             if geometry is None:
                 continue
             try:
-                image = await asyncio.to_thread(to_image, raw.data, geometry)
-            except FrameError as exc:
+                image = await asyncio.to_thread(self._decode, raw.data, geometry)
+            except (FrameError, ValueError) as exc:
                 self.stats.errors += 1
                 self.report(f"Frame {raw.counter} cannot be shown: {exc}", "bad_frame")
                 continue
@@ -172,7 +178,10 @@ class CameraFeed:
             outputs: dict[Output, list[Viewer]] = {}
             analyses: dict[Analysis, list[Viewer]] = {}
             for viewer in due:
-                outputs.setdefault(viewer.output, []).append(viewer)
+                if viewer.wants_image:
+                    viewer.image(raw.counter, image)
+                if viewer.output is not None:
+                    outputs.setdefault(viewer.output, []).append(viewer)
                 if viewer.analysis is not None:
                     analyses.setdefault(viewer.analysis, []).append(viewer)
             encoded = await asyncio.gather(*(asyncio.to_thread(encode_jpeg, image, out) for out in outputs),
@@ -202,16 +211,22 @@ class CameraFeed:
                             viewer.analysed(raw.counter, result)
 
 
+    def _decode(self, data: np.ndarray, geometry: Geometry) -> np.ndarray:
+        image = to_image(data, geometry)
+        return self.transform(image) if self.transform is not None else image
+
+
 class Feeds:
     """The cameras this process streams, by key; a feed ends with its last viewer."""
 
     def __init__(self) -> None:
         self.feeds: dict[str, CameraFeed] = {}
 
-    def feed(self, key: str, make_source: Callable[[], Source]) -> CameraFeed:
+    def feed(self, key: str, make_source: Callable[[], Source],
+             transform: Callable[[np.ndarray], np.ndarray] | None = None) -> CameraFeed:
         feed = self.feeds.get(key)
         if feed is None:
-            feed = self.feeds[key] = CameraFeed(key, make_source(), on_empty=self._ended)
+            feed = self.feeds[key] = CameraFeed(key, make_source(), on_empty=self._ended, transform=transform)
         return feed
 
     def _ended(self, feed: CameraFeed) -> None:

@@ -11,45 +11,22 @@ optional: ``max_fps``, ``quality``, ``maxSize``, ``frameInfo`` (a ``{"frame", "t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import replace
 from typing import Any
 
-from devices.bridge.ca_context import ca_executor
 from devices.jsonsafe import dumps
-from devices.requests import ProtocolError, decode_frame
+from devices.requests import ProtocolError, decode_frame, name_problem
 from devices.session import Session
 
-from .area_detector import AdSpec, AreaDetectorSource
+from .analysis import analysis_for
+from .cameras import camera_from_pvs, camera_named
 from .encode import Output
-from .feed import Analysis, CameraFeed, EncodedFrame, Feeds, Source
+from .feed import Analysis, CameraFeed, EncodedFrame
 from .frames import Geometry
-from .simulation import SimSpec, SimulationSource
 
-_FEEDS: dict[asyncio.AbstractEventLoop, Feeds] = {}
 MIN_FPS = 0.1
-
-
-def feeds() -> Feeds:
-    """This process's cameras (one registry per event loop)."""
-    loop = asyncio.get_running_loop()
-    registry = _FEEDS.get(loop)
-    if registry is None:
-        registry = _FEEDS[loop] = Feeds()
-    return registry
-
-
-def builtin_camera(name: str) -> SimSpec | None:
-    """Cameras that need no configuration: ``sim`` (and ``sim:<width>x<height>``)."""
-    if name == "sim":
-        return SimSpec()
-    if name.startswith("sim:") and "x" in name[4:]:
-        w, _, h = name[4:].partition("x")
-        if w.isdigit() and h.isdigit() and 1 <= int(w) <= 4096 and 1 <= int(h) <= 4096:
-            return SimSpec(name=name, width=int(w), height=int(h))
-    return None
 
 
 class CameraSession(Session):
@@ -62,6 +39,7 @@ class CameraSession(Session):
         s = self.settings
         self.output = Output(log=True, max_size=s.camera_max_size, quality=s.camera_quality)
         self.analysis: Analysis | None = None
+        self.wants_image = False
         self.max_fps = s.camera_max_fps
         self.frame_info = False
         self._feed: CameraFeed | None = None
@@ -79,39 +57,39 @@ class CameraSession(Session):
             if self._feed is None:
                 await self._start(message)
             else:
-                self._change(message)
+                await self._change(message)
         except ProtocolError as exc:
             self.error(exc)
 
     async def _start(self, message: dict[str, Any]) -> None:
         self._options(message)
+        await self._processing(message)
         name = message.get("camera")
         if name is not None:
-            if not isinstance(name, str) or builtin_camera(name) is None:
-                raise ProtocolError("unknown_camera", f"Unknown camera {str(name)[:60]!r}; built in: 'sim', "
-                                    "'sim:<width>x<height>'; or name the Area Detector PVs (imageArray_PV, ...)")
-            spec: SimSpec | AdSpec = builtin_camera(name)  # type: ignore[assignment]
+            target = await camera_named(name) if isinstance(name, str) and len(name) <= 100 else None
+            if target is None:
+                raise ProtocolError("unknown_camera", f"Unknown camera {str(name)[:60]!r}; configured cameras are "
+                                    "listed at GET /api/v1/cameras; built in: 'sim', 'sim:<width>x<height>'; or "
+                                    "name the Area Detector PVs (imageArray_PV, ...)")
         else:
             try:
-                spec = AdSpec.from_message(message)
+                target = camera_from_pvs(message)
             except ValueError as exc:
                 raise ProtocolError("bad_field", str(exc)) from exc
-            for pv in (spec.array, *(p for _, p in spec.cam)):
-                if len(pv) > self.limits.max_name_length or not pv.isascii() or not pv.isprintable() or " " in pv:
+            spec = target.spec
+            for pv in (target.array_pv or "", *(p for _, p in getattr(spec, "cam", ()))):
+                if name_problem(pv, self.limits.max_name_length) is not None:
                     raise ProtocolError("bad_name", f"{pv[:60]!r} is not a PV name")
-            decision = await self.guard.decide(spec.array, "pv")
+        if target.array_pv is not None:
+            decision = await self.guard.decide(target.array_pv, "pv")
             if not decision.can_read:
-                raise ProtocolError("forbidden", f"No read access to {spec.array}: {decision.reason}")
+                raise ProtocolError("forbidden", f"No read access to {target.array_pv}: {decision.reason}")
+        elif self.guard.policy.auth_required and not self.guard.principal.username:
+            raise ProtocolError("forbidden", "Cameras need a login or an API token (OAS_AUTH_REQUIRED)")
         if self.ended:
             return
-        self._feed = feeds().feed(spec.key, lambda: self._source(spec))
+        self._feed = target.feed()
         self._feed.join(self)
-
-    def _source(self, spec: SimSpec | AdSpec) -> Source:
-        if isinstance(spec, SimSpec):
-            return SimulationSource(spec)
-        return AreaDetectorSource(spec, executor=ca_executor(),
-                                  connect_timeout_s=self.settings.camera_connect_timeout_s)
 
     def _options(self, message: dict[str, Any]) -> None:
         """The additions a client may set in any message (first or later)."""
@@ -140,7 +118,18 @@ class CameraSession(Session):
             raise ProtocolError("bad_field", "'toggleLogNormalization' must be true or false")
         self.output = replace(self.output, log=value)
 
-    def _change(self, message: dict[str, Any]) -> None:
+    async def _processing(self, message: dict[str, Any]) -> None:
+        if "processing" not in message:
+            return
+        try:
+            self.analysis = await analysis_for(message["processing"])
+        except ValueError as exc:
+            raise ProtocolError("bad_processing", str(exc)) from exc
+
+    async def _change(self, message: dict[str, Any]) -> None:
+        if "processing" in message:
+            await self._processing(message)
+            self.reply({"processing": "on" if self.analysis is not None else "off"})
         if "toggleLogNormalization" in message:
             self._set_log(message["toggleLogNormalization"])
             self.reply({"logNormalization": self.output.log})
@@ -149,11 +138,12 @@ class CameraSession(Session):
         if "max_fps" in message or (self.max_fps, self.output) != before:
             self.reply({"max_fps": self.max_fps, "quality": self.output.quality, "maxSize": self.output.max_size,
                         "logNormalization": self.output.log})
-        known = {"toggleLogNormalization", "max_fps", "quality", "maxSize", "logNormalization", "frameInfo"}
+        known = {"toggleLogNormalization", "max_fps", "quality", "maxSize", "logNormalization", "frameInfo",
+                 "processing"}
         unknown = [k for k in message if k not in known]
         if unknown:
             raise ProtocolError("unknown_field", f"Unknown field(s) {', '.join(sorted(unknown))[:120]}; a camera "
-                                "socket takes toggleLogNormalization, max_fps, quality, maxSize, frameInfo")
+                                "socket takes toggleLogNormalization, max_fps, quality, maxSize, frameInfo, processing")
 
     # --- the feed's viewer side ------------------------------------------------------------------
 
@@ -180,6 +170,9 @@ class CameraSession(Session):
 
     def analysed(self, counter: int, results: dict[str, Any]) -> None:
         self.mailbox.put_latest(("analysis",), json.dumps({"processing": results, "frame": counter}))
+
+    def image(self, counter: int, image: Any) -> None:
+        """Viewers of the socket get JPEGs, not raw frames."""
 
     async def end(self) -> None:
         feed, self._feed = self._feed, None

@@ -5,10 +5,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
+from camera.api import router as camera_router
 from devices import admin_views, views
 from devices.access.dry_run import access_dry_run
 from devices.access.login import ThrottledLoginView
 from devices.rest_api import api
+
+api.add_router("/", camera_router)
 
 urlpatterns = [
     path("", views.index, name="index"),

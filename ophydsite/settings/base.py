@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "ninja",  # serves the /docs page's Swagger UI files itself (no CDN on a control network)
     "devices",
     "qsconsole",
+    "camera",
 ]
 
 MIDDLEWARE = [

@@ -68,7 +68,7 @@ class Viewer:
 
 
 def camera_feeds():
-    from camera.session import feeds
+    from camera.cameras import feeds
 
     return feeds().feeds
 
