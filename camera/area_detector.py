@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -60,7 +61,10 @@ class AdSpec:
             raise ValueError("'imageArray_PV' must be a PV name (a string)")
         prefix = "13SIM1:"
         if array:
-            prefix = array.split(":")[0] + ":"
+            plugin = re.match(r"^(.*?)image\d+:ArrayData$", array)
+            # AD's $(P)image1:ArrayData names the prefix exactly (even one with colons, such
+            # as XF:31IDA-BI{Cam:Tbl}); otherwise ophyd-websocket's rule: up to the first colon.
+            prefix = plugin.group(1) if plugin else array.split(":")[0] + ":"
         else:
             array = DEFAULT_ARRAY
         cam: list[tuple[str, str]] = []

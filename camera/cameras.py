@@ -28,6 +28,17 @@ from .simulation import SimSpec, SimulationSource
 _FEEDS: dict[asyncio.AbstractEventLoop, Feeds] = {}
 
 
+def camera_stats() -> dict[str, dict[str, Any]]:
+    """What each camera feed of this process did (for /api/v1/health and the benchmark)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, feed in feeds().feeds.items():
+        stats = feed.stats
+        out[key] = {"viewers": len(feed.viewers), "frames_in": stats.frames_in, "decoded": stats.decoded,
+                    "skipped": stats.skipped, "errors": stats.errors, "analysed": stats.analysed,
+                    "encoded": {f"log={o.log},max={o.max_size},q={o.quality}": n for o, n in stats.encoded.items()}}
+    return out
+
+
 def feeds() -> Feeds:
     """This process's cameras (one registry per event loop)."""
     loop = asyncio.get_running_loop()
@@ -38,14 +49,25 @@ def feeds() -> Feeds:
 
 
 def builtin_camera(name: str) -> SimSpec | None:
-    """Cameras that need no configuration: ``sim`` (and ``sim:<width>x<height>``)."""
+    """Cameras that need no configuration: ``sim``, ``sim:<width>x<height>`` and
+    ``sim:<width>x<height>@<frames a second>``."""
     if name == "sim":
         return SimSpec()
-    if name.startswith("sim:") and "x" in name[4:]:
-        w, _, h = name[4:].partition("x")
-        if w.isdigit() and h.isdigit() and 1 <= int(w) <= 4096 and 1 <= int(h) <= 4096:
-            return SimSpec(name=name, width=int(w), height=int(h))
-    return None
+    if not name.startswith("sim:"):
+        return None
+    size, _, rate = name[4:].partition("@")
+    w, _, h = size.partition("x")
+    if not (w.isdigit() and h.isdigit() and 1 <= int(w) <= 4096 and 1 <= int(h) <= 4096):
+        return None
+    hz = 10.0
+    if rate:
+        try:
+            hz = float(rate)
+        except ValueError:
+            return None
+        if not 0.1 <= hz <= 100:
+            return None
+    return SimSpec(name=name, width=int(w), height=int(h), rate_hz=hz)
 
 
 @dataclass(frozen=True)

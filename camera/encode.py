@@ -28,7 +28,7 @@ def to_8bit(image: np.ndarray, log: bool) -> np.ndarray:
     """Scale to 0..255. Linear: 0 (or the minimum, if negative) to the maximum, so a dark
     field stays dark. Log: log(1+x), stretched from its minimum to its maximum, for the faint
     parts of a bright beam (ophyd-websocket's two modes). NaN and inf show as 0."""
-    data = np.asarray(image, dtype=np.float32)
+    data = np.array(image, dtype=np.float32)  # a copy: the frame is shared (other outputs, processing)
     finite = np.isfinite(data)
     if not finite.all():
         data = np.where(finite, data, 0.0).astype(np.float32)
@@ -44,6 +44,8 @@ def to_8bit(image: np.ndarray, log: bool) -> np.ndarray:
     if hi <= 0.0:
         return np.zeros(data.shape, dtype=np.uint8)
     data *= 255.0 / hi
+    data += 0.5  # round, so the maximum is 255 despite float32 rounding
+    np.minimum(data, 255.0, out=data)
     return data.astype(np.uint8)
 
 

@@ -1,4 +1,4 @@
-"""Small HTTP views: the start page and a health probe."""
+"""Small HTTP views: the start page and a health probe (with what each camera feed did)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+
+from camera.cameras import camera_stats
 
 from .runtime import embedded_bridge
 
@@ -30,4 +32,5 @@ async def health(request: HttpRequest) -> JsonResponse:
     if bridge is not None:
         body["pvs"] = len(bridge.entries)
         body["published"] = bridge.publisher.sent
+    body["cameras"] = camera_stats()
     return JsonResponse(body)

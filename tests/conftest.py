@@ -8,6 +8,7 @@ from subprocess import Popen
 import pytest
 
 from devices.bridge.ca_context import attach as attach_ca
+from tests.support.ad_ioc import ad_ioc_fixture
 from tests.support.ioc import IocProcess, configure_ca_client_env, free_port, start_repeater
 
 # ---------------------------------------------------------------------------
@@ -22,7 +23,10 @@ IOC_PORT = free_port()
 RESTARTABLE_IOC_PORT = free_port()
 while RESTARTABLE_IOC_PORT == IOC_PORT:
     RESTARTABLE_IOC_PORT = free_port()
-configure_ca_client_env([IOC_PORT, RESTARTABLE_IOC_PORT])
+AD_IOC_PORT = free_port()
+while AD_IOC_PORT in (IOC_PORT, RESTARTABLE_IOC_PORT):
+    AD_IOC_PORT = free_port()
+configure_ca_client_env([IOC_PORT, RESTARTABLE_IOC_PORT, AD_IOC_PORT])
 attach_ca()  # one libca context for the test code and the bridge, created before either uses it
 
 
@@ -66,3 +70,7 @@ def queue_server(tmp_path_factory: pytest.TempPathFactory):
         yield server
     finally:
         server.stop()
+
+
+# The Area Detector-like IOC (tests/support/ad_ioc.py): one detector per data type, AD_<type>:.
+ad_ioc = ad_ioc_fixture(AD_IOC_PORT)

@@ -40,16 +40,21 @@ def test_every_endpoint_conforms_to_its_openapi_schema(ioc, tmp_path):
     try:
         run = subprocess.run(
             [str(ST), "--config-file", str(SUPPORT / "schemathesis.toml"), "--no-color", "run",
-             f"{server.http}/api/v1/openapi.json", "--checks", "all", "--max-examples", "25",
+             f"{server.http}/api/v1/openapi.json", "--checks", "all", "--max-examples", "20",
              # DELETE /pvs/{pv} ends the REST API's hold on a PV's connection, it does not
              # delete the PV, which GET /pvs/{pv} still reads on demand (documented).
              "--exclude-checks", "use_after_free",
-             "--workers", "2", "--seed", "20261201"],
+             # These wait for live camera frames up to the timeout the client asks (up to a
+             # minute, or 1000 frames for a background): tested in test_camera_api.py instead.
+             "--exclude-path-regex", "/(geometry|image|background)$",
+             # One worker: hypothesis parses lambdas with ast.parse, which CPython 3.11 cannot run
+             # on two threads at once ("AST constructor recursion depth mismatch", seen twice).
+             "--workers", "1", "--seed", "20261201"],
             cwd=tmp_path, capture_output=True, text=True, timeout=500)
         log = server.output()
     finally:
         server.stop()
     report = run.stdout[-12000:] + run.stderr[-2000:]
     assert run.returncode == 0, report
-    assert "Tested: 12" in run.stdout and " passed" in run.stdout, report
+    assert "Tested: 20" in run.stdout and " passed" in run.stdout, report
     assert "Traceback" not in log, log
