@@ -143,3 +143,46 @@ async def test_bad_first_messages_get_errors_and_the_socket_stays_usable():
         await viewer.frame()
         await viewer.send({"bogus": 1})
         assert (await viewer.json(lambda m: "error" in m))["code"] == "unknown_field"
+
+
+async def test_a_viewer_that_stops_reading_does_not_slow_the_others(tmp_path):
+    """Through uvicorn (real TCP flow control): one viewer's socket stops being read, its
+    buffers fill, and the reading viewer still gets its rate; the stuck one is cut off."""
+    import socket
+    import time
+
+    import websockets
+
+    from tests.support.server import ServerProcess
+
+    proc = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/cam.sqlite3", "OAS_CLIENT_STALL_TIMEOUT_S": "3",
+                          "OAS_CLIENT_CLOSE_WAIT_S": "1"}, log_path=tmp_path / "server.log").start()
+    first = {"camera": "sim:1024x768@20", "max_fps": 10, "maxSize": 1024, "quality": 95}
+    try:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", proc.port))
+        stuck = await websockets.connect(f"{proc.ws}{PATH}", sock=raw, max_queue=1, max_size=None,
+                                         ping_interval=None)
+        await stuck.send(json.dumps(first))  # and never read again
+        async with websockets.connect(f"{proc.ws}{PATH}", max_size=None) as reader:
+            await reader.send(json.dumps(first))
+            while not isinstance(await asyncio.wait_for(reader.recv(), 10), bytes):
+                pass  # counted from the first frame on
+            frames, sizes = 0, 0
+            started = time.monotonic()
+            while time.monotonic() - started < 6:
+                message = await asyncio.wait_for(reader.recv(), 10)
+                if isinstance(message, bytes):
+                    frames += 1
+                    sizes += len(message)
+            rate = frames / (time.monotonic() - started)
+            assert rate > 7, (rate, proc.output())  # asked for 10 a second, the source makes 20
+            assert sizes / frames > 20000  # big frames: the stuck viewer's buffers did fill
+        deadline = time.monotonic() + 20
+        while "closing stuck client" not in proc.output() and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+        assert "closing stuck client" in proc.output()
+        stuck.transport.abort()
+    finally:
+        proc.stop()

@@ -181,6 +181,12 @@ async def test_serve_demo_shows_live_values(tmp_path, ca_repeater):
                     assert msg["subscribed"] == ["motor1", "slit", "stage"], msg
                 if "value" in msg and msg.get("sub_type") != "meta" and msg["connected"]:
                     seen.add(msg["device"])
+        assert 'id="camera"' in page and "camera-socket" in page  # the start page shows the camera
+        async with websockets.connect(f"{proc.ws}/api/v1/camera-socket") as conn:  # what it opens
+            await conn.send(json.dumps({"camera": "sim", "max_fps": 10}))
+            assert json.loads(await asyncio.wait_for(conn.recv(), 10))["x"] == 640
+            frame = await asyncio.wait_for(conn.recv(), 10)
+            assert isinstance(frame, bytes) and frame[:2] == b"\xff\xd8"  # a JPEG
         helpers = psutil.Process(proc.proc.pid).children()  # the demo IOC (and a repeater)
         assert any("devices.demo_ioc" in " ".join(h.cmdline()) for h in helpers)
     finally:
