@@ -10,9 +10,10 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from ninja import Body, Path, Query, Router, Status
 
-from devices.access.http import rest_write_refusal
+from devices.access.http import request_guard, rest_write_refusal
 
 from . import services
+from .cameras import camera_named
 
 router = Router(tags=["Cameras"])
 NAME = r"^[A-Za-z0-9_\-:x]+$"
@@ -31,15 +32,32 @@ async def _may_configure(request: HttpRequest, what: str) -> HttpResponse | None
     return await rest_write_refusal(request, permission=CONFIGURE, what=what)
 
 
+async def _read_refusal(request: HttpRequest, camera: str | None = None) -> Status[Any] | None:
+    """Reads follow the policy (OAS_AUTH_REQUIRED) and, for an Area Detector camera, the
+    access rules of its array PV, as on the camera socket."""
+    guard = await request_guard(request)
+    anonymous = not guard.principal.username
+    if guard.policy.auth_required and anonymous:
+        return Status(401, {"error": "Reading cameras needs a login or an API token (OAS_AUTH_REQUIRED)",
+                            "code": "unauthenticated"})
+    target = await camera_named(camera) if camera is not None else None
+    if target is not None and target.array_pv is not None:
+        decision = await guard.decide(target.array_pv, "pv")
+        if not decision.can_read:
+            return Status(401 if anonymous else 403, {"error": f"No read access to {target.array_pv}: "
+                                                      f"{decision.reason}", "code": "forbidden"})
+    return None
+
+
 @router.get("/cameras", response=ANY)
 async def list_cameras(request: HttpRequest) -> Status[Any]:
     """Configured cameras, and the built-in simulation."""
-    return _out(await sync_to_async(services.camera_list)())
+    return await _read_refusal(request) or _out(await sync_to_async(services.camera_list)())
 
 
 @router.get("/cameras/{name}/config", response=ANY)
 async def get_camera_config(request: HttpRequest, name: CameraName) -> Status[Any]:
-    return _out(await sync_to_async(services.camera_config)(name))
+    return await _read_refusal(request) or _out(await sync_to_async(services.camera_config)(name))
 
 
 @router.put("/cameras/{name}/config", response=ANY)
@@ -60,13 +78,16 @@ async def delete_camera_config(request: HttpRequest, name: CameraName) -> Any:
 async def camera_geometry(request: HttpRequest, name: CameraName,
                           timeout: float = Query(5.0, gt=0, le=60)) -> Status[Any]:
     """Width and height of the frames as users see them (after binning and rotation)."""
-    return _out(await services.geometry(name, timeout))
+    return await _read_refusal(request, name) or _out(await services.geometry(name, timeout))
 
 
 @router.get("/cameras/{name}/image", response={200: None, ERRORS: dict[str, Any]})
 async def camera_image(request: HttpRequest, name: CameraName, timeout: float = Query(5.0, gt=0, le=60),
                        log: bool = False) -> Any:
     """The next frame as an 8-bit PNG (linear, or log with ``log=true``)."""
+    refused = await _read_refusal(request, name)
+    if refused is not None:
+        return refused
     status, body = await services.image_png(name, timeout, log)
     if isinstance(body, bytes):
         return HttpResponse(body, content_type="image/png")
@@ -83,17 +104,17 @@ async def collect_background(request: HttpRequest, name: CameraName, n_images: i
 
 @router.get("/cameras/{name}/background", response=ANY)
 async def latest_background(request: HttpRequest, name: CameraName) -> Status[Any]:
-    return _out(await sync_to_async(services.latest_background)(name))
+    return await _read_refusal(request) or _out(await sync_to_async(services.latest_background)(name))
 
 
 @router.get("/pipelines", response=ANY)
 async def list_pipelines(request: HttpRequest) -> Status[Any]:
-    return _out(await sync_to_async(services.pipeline_list)())
+    return await _read_refusal(request) or _out(await sync_to_async(services.pipeline_list)())
 
 
 @router.get("/pipelines/{name}/config", response=ANY)
 async def get_pipeline_config(request: HttpRequest, name: PipelineName) -> Status[Any]:
-    return _out(await sync_to_async(services.pipeline_config)(name))
+    return await _read_refusal(request) or _out(await sync_to_async(services.pipeline_config)(name))
 
 
 @router.put("/pipelines/{name}/config", response=ANY)

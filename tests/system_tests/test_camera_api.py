@@ -108,3 +108,36 @@ async def test_camera_api_errors_are_json():
     assert builtin.status_code == 400 and builtin.json()["code"] == "builtin_camera"
     not_configured = await http.post(f"{API}/cameras/sim/background")
     assert not_configured.status_code == 404  # backgrounds belong to configured cameras
+
+
+async def test_camera_reads_follow_the_policy_and_the_array_pv_rules(ad_ioc):
+    from dataclasses import replace
+
+    from asgiref.sync import sync_to_async
+    from django.conf import settings
+
+    from devices.access import db as access_db
+    from devices.access.models import AccessRule
+
+    http = AsyncClient()
+    made = await http.put(f"{API}/cameras/adcam/config", {"source": "area_detector",
+                                                          "array_pv": "AD_UInt8:image1:ArrayData"}, **JSON)
+    assert made.status_code == 200, made.json()
+    await sync_to_async(AccessRule.objects.create)(name="hide-ad", pattern="AD_*", level=0)
+    access_db.DB_RULES._cached = None
+    hidden = await http.get(f"{API}/cameras/adcam/geometry?timeout=1")
+    assert hidden.status_code == 401 and "AD_UInt8:image1:ArrayData" in hidden.json()["error"]
+    assert (await http.get(f"{API}/cameras/adcam/image?timeout=1")).status_code == 401
+    async with Viewer() as viewer:
+        await viewer.send({"camera": "adcam"})
+        assert (await viewer.json(lambda m: "error" in m))["code"] == "forbidden"
+    original = settings.OAS
+    settings.OAS = replace(original, auth_required=True)
+    try:
+        for path in ("/cameras", "/cameras/sim/config", "/pipelines", "/cameras/sim/geometry"):
+            reply = await http.get(API + path)
+            assert reply.status_code == 401 and reply.json()["code"] == "unauthenticated", path
+    finally:
+        settings.OAS = original
+        await sync_to_async(AccessRule.objects.filter(name="hide-ad").delete)()
+        access_db.DB_RULES._cached = None  # no later test reads this rule from the cache
