@@ -66,7 +66,7 @@ async def test_mono_frames_of_every_data_type_keep_the_pattern(detector, data_ty
 
 
 @pytest.mark.parametrize("mode", ["RGB1", "RGB2", "RGB3"])
-@pytest.mark.parametrize("data_type", ["UInt8", "UInt16"])
+@pytest.mark.parametrize("data_type", TYPES)
 async def test_rgb_modes_put_each_channel_where_it_belongs(detector, mode, data_type):
     array = detector(data_type, ColorMode={"RGB1": 2, "RGB2": 3, "RGB3": 4}[mode])
     async with Viewer() as viewer:
