@@ -1,0 +1,219 @@
+/*
+ * ophydsite.js — a small client for ophydsite's (and ophyd-websocket's) pv-socket and
+ * device-socket. No build step, no dependencies; works in browsers and in Node (>= 20 with
+ * --experimental-websocket, or any WebSocket passed as options.WebSocket).
+ *
+ *   const client = new OphydSite.Client("ws://host:8001/api/v1/pv-socket");
+ *   client.onChange((name, state) => console.log(name, state.value, state.units, state.connected));
+ *   client.subscribe(["IOC:m1"]);
+ *   await client.set("IOC:m1", 5);            // resolves with the server's reply, rejects on refusal
+ *
+ * One state per PV (or device signal) merges value and metadata messages; subscriptions are
+ * re-sent after a reconnect, which happens by itself with a growing delay.
+ */
+(function (root, factory) {
+  if (typeof module === "object" && module.exports) module.exports = factory();
+  else root.OphydSite = factory();
+})(typeof self !== "undefined" ? self : this, function () {
+  "use strict";
+
+  /** Merge one server message into a target's state; returns the new state object. */
+  function merge(previous, message) {
+    const state = Object.assign({}, previous || {});
+    if (message.sub_type === "meta") {
+      for (const key of Object.keys(message)) {
+        if (key !== "sub_type" && key !== "obj") state[key] = message[key];
+      }
+      state.hasMeta = true;
+    } else {
+      for (const key of ["value", "timestamp", "connected", "severity", "read_access", "write_access",
+        "signal_connected"]) {
+        if (key in message) state[key] = message[key];
+      }
+      state.hasValue = true;
+    }
+    return state;
+  }
+
+  /** The value as an operator should read it: enum strings, the PV's precision, units. */
+  function format(state) {
+    if (!state || !state.hasValue) return "…";
+    let value = state.value;
+    if (state.enum_strs && typeof value === "number" && state.enum_strs[value] !== undefined) {
+      value = state.enum_strs[value];
+    } else if (typeof value === "number" && !Number.isInteger(value) && state.precision != null) {
+      value = value.toFixed(state.precision);
+    } else if (Array.isArray(value)) {
+      value = "[" + value.length + "] " + value.slice(0, 4).join(", ") + (value.length > 4 ? ", …" : "");
+    } else if (value === null) {
+      value = "—";
+    }
+    return state.units ? value + " " + state.units : String(value);
+  }
+
+  /** Which key a message is about, on either socket (device messages carry device and signal). */
+  function keyOf(message) {
+    if (message.device !== undefined) return message.signal ? message.device + "/" + message.signal : message.device;
+    if (message.pv !== undefined) return message.pv;
+    return null;
+  }
+
+  class Client {
+    /**
+     * @param {string} url  ws(s)://host/api/v1/pv-socket or .../device-socket
+     * @param {object} [options]  {WebSocket, reconnectMs (first delay, 500), maxReconnectMs (10000),
+     *                             readOnly (subscribe with subscribeReadOnly), setTimeoutMs (60000)}
+     */
+    constructor(url, options = {}) {
+      this.url = url;
+      this.kind = /device-socket/.test(url) ? "device" : "pv";
+      this.options = Object.assign({ reconnectMs: 500, maxReconnectMs: 10000, readOnly: false, setTimeoutMs: 60000 },
+        options);
+      this.WebSocket = options.WebSocket || (typeof WebSocket !== "undefined" ? WebSocket : null);
+      if (!this.WebSocket) throw new Error("no WebSocket implementation: pass options.WebSocket");
+      this.states = new Map(); // key -> merged state
+      this.wanted = new Set(); // names to (re)subscribe
+      this.pending = new Map(); // request id -> {resolve, reject, timer}
+      this.listeners = { change: [], status: [], error: [] };
+      this.nextId = 1;
+      this.connected = false;
+      this.closed = false;
+      this.delay = this.options.reconnectMs;
+      this.reconnects = 0;
+      this._open();
+    }
+
+    onChange(fn) { this.listeners.change.push(fn); return this; }
+    onStatus(fn) { this.listeners.status.push(fn); return this; }
+    onError(fn) { this.listeners.error.push(fn); return this; }
+
+    /** Start following names (PVs or devices); kept across reconnects. */
+    subscribe(names) {
+      const list = [].concat(names).filter((n) => !this.wanted.has(n));
+      list.forEach((n) => this.wanted.add(n));
+      if (list.length && this.connected) this._subscribe(list);
+      return this;
+    }
+
+    unsubscribe(names) {
+      const list = [].concat(names).filter((n) => this.wanted.delete(n));
+      if (list.length && this.connected) this._send({ action: "unsubscribe", [this.kind + "s"]: list });
+      for (const key of Array.from(this.states.keys())) {
+        if (list.some((n) => key === n || key.startsWith(n + "/"))) this.states.delete(key);
+      }
+      return this;
+    }
+
+    /** Set a PV or device; resolves with the reply (status "done"), rejects with an Error
+     *  carrying .code and .reply when the server refuses or the set fails. */
+    set(name, value, { timeout, signal } = {}) {
+      const id = "set-" + this.nextId++;
+      const message = { action: "set", [this.kind]: name, value: value, id: id };
+      if (timeout !== undefined) message.timeout = timeout;
+      if (signal !== undefined) message.signal = signal;
+      return this._request(id, message);
+    }
+
+    /** Ask the server to send every subscribed value and metadata again. */
+    refresh() { return this._request("refresh-" + this.nextId++, { action: "refresh" }, true); }
+
+    state(key) { return this.states.get(key); }
+
+    close() {
+      this.closed = true;
+      if (this.socket) this.socket.close();
+      for (const [, p] of this.pending) { clearTimeout(p.timer); p.reject(new Error("client closed")); }
+      this.pending.clear();
+    }
+
+    // --- internals ---------------------------------------------------------------------------
+
+    _request(id, message, resolveAnyReply = false) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.pending.delete(id);
+          reject(Object.assign(new Error("no reply within " + this.options.setTimeoutMs + " ms"), { code: "timeout" }));
+        }, this.options.setTimeoutMs);
+        this.pending.set(id, { resolve, reject, timer, resolveAnyReply });
+        if (!this._send(message)) {
+          clearTimeout(timer);
+          this.pending.delete(id);
+          reject(Object.assign(new Error("not connected"), { code: "not_connected" }));
+        }
+      });
+    }
+
+    _subscribe(list) {
+      this._send({ action: this.options.readOnly ? "subscribeReadOnly" : "subscribe", [this.kind + "s"]: list });
+    }
+
+    _send(message) {
+      if (!this.socket || this.socket.readyState !== 1) return false;
+      this.socket.send(JSON.stringify(message));
+      return true;
+    }
+
+    _emit(kind, ...args) {
+      for (const fn of this.listeners[kind]) {
+        try { fn(...args); } catch (err) { if (kind !== "error") this._emit("error", err); }
+      }
+    }
+
+    _open() {
+      const socket = new this.WebSocket(this.url);
+      this.socket = socket;
+      socket.onopen = () => {
+        this.connected = true;
+        this.delay = this.options.reconnectMs;
+        this._emit("status", true);
+        if (this.wanted.size) this._subscribe(Array.from(this.wanted));
+      };
+      socket.onmessage = (event) => this._receive(event.data);
+      let ended = false;
+      const finish = () => {
+        if (ended) return;
+        ended = true;
+        const was = this.connected;
+        this.connected = false;
+        if (was) this._emit("status", false);
+        for (const [key, state] of this.states) { // unmistakable: nothing shown is live any more
+          this.states.set(key, Object.assign({}, state, { connected: false }));
+          this._emit("change", key, this.states.get(key));
+        }
+        if (this.closed) return;
+        this.reconnects += 1;
+        setTimeout(() => { if (!this.closed) this._open(); }, this.delay);
+        this.delay = Math.min(this.delay * 2, this.options.maxReconnectMs);
+      };
+      socket.onclose = finish;
+      // Browsers follow a failed connection's error with close; Node's WebSocket does not.
+      socket.onerror = () => { if (socket.readyState !== 1) finish(); };
+    }
+
+    _receive(text) {
+      if (typeof text !== "string") return;
+      let message;
+      try { message = JSON.parse(text); } catch (err) { this._emit("error", err); return; }
+      const id = message.id;
+      if (id !== undefined && this.pending.has(id)) {
+        const p = this.pending.get(id);
+        const failed = message.error !== undefined;
+        if (p.resolveAnyReply || failed || message.status === "done") {
+          this.pending.delete(id);
+          clearTimeout(p.timer);
+          if (failed) p.reject(Object.assign(new Error(message.error), { code: message.code, reply: message }));
+          else p.resolve(message);
+        }
+        return;
+      }
+      if (message.error !== undefined) { this._emit("error", Object.assign(new Error(message.error), { code: message.code, reply: message })); return; }
+      const key = keyOf(message);
+      if (key === null || (message.action !== undefined && message.sub_type === undefined && !("value" in message))) return;
+      const state = merge(this.states.get(key), message);
+      this.states.set(key, state);
+      this._emit("change", key, state);
+    }
+  }
+
+  return { Client: Client, merge: merge, format: format, keyOf: keyOf };
+});

@@ -1,0 +1,110 @@
+// Tests of static/ophydsite/ophydsite.js with Node's built-in runner.
+//   node --experimental-websocket --test tests/js/
+// The state-merging tests need nothing; with OPHYDSITE_HTTP set (tests/system_tests/test_js_client.py
+// sets it to a `serve --demo` it started) the client also runs against that real server, and with
+// OPHYDSITE_RESTART (a file name) set it writes that file and waits while the server is restarted.
+"use strict";
+
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const path = require("node:path");
+const { Client, merge, format, keyOf } = require(path.join(__dirname, "..", "..", "static", "ophydsite", "ophydsite.js"));
+
+const HTTP = process.env.OPHYDSITE_HTTP;
+const WS = HTTP ? HTTP.replace(/^http/, "ws") : null;
+
+test("value and metadata messages merge into one state", () => {
+  let state = merge(undefined, { pv: "X", value: 1.23456, timestamp: 5, connected: true, severity: 0 });
+  state = merge(state, { pv: "X", sub_type: "meta", obj: "X", units: "mm", precision: 2, connected: true,
+    lower_ctrl_limit: -1, upper_ctrl_limit: 1 });
+  assert.equal(state.value, 1.23456);
+  assert.equal(state.units, "mm");
+  assert.equal(state.upper_ctrl_limit, 1);
+  assert.equal(format(state), "1.23 mm");
+  state = merge(state, { pv: "X", value: 2, timestamp: 6, connected: false, severity: 3 });
+  assert.equal(state.connected, false);
+  assert.equal(state.units, "mm"); // metadata kept when a value arrives
+  assert.equal(format(state), "2 mm");
+});
+
+test("enums, arrays, nulls and device keys", () => {
+  assert.equal(format(merge({ enum_strs: ["Off", "On"] }, { value: 1 })), "On");
+  assert.equal(format(merge({}, { value: [1, 2, 3, 4, 5, 6] })), "[6] 1, 2, 3, 4, …");
+  assert.equal(format(merge({}, { value: null })), "—");
+  assert.equal(format(undefined), "…");
+  assert.equal(keyOf({ device: "motor1", signal: "motor1_user_readback" }), "motor1/motor1_user_readback");
+  assert.equal(keyOf({ pv: "A:B" }), "A:B");
+  assert.equal(keyOf({ action: "subscribe" }), null);
+});
+
+function waitFor(predicate, ms, what) {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const timer = setInterval(() => {
+      const got = predicate();
+      if (got) { clearInterval(timer); resolve(got); }
+      else if (Date.now() - started > ms) { clearInterval(timer); reject(new Error("timed out waiting for " + what)); }
+    }, 20);
+  });
+}
+
+test("live: subscribe, see values with units and precision, set with a promise", { skip: !HTTP }, async () => {
+  const client = new Client(WS + "/api/v1/pv-socket");
+  try {
+    const values = [];
+    client.onChange((name, state) => { if (name === "DEMO:sine" && state.hasValue) values.push(state.value); });
+    client.subscribe(["DEMO:sine", "DEMO:m1:sp"]);
+    const sine = await waitFor(() => { const s = client.state("DEMO:sine"); return s && s.hasMeta && s.hasValue && s; },
+      10000, "DEMO:sine");
+    assert.equal(sine.connected, true);
+    assert.equal(sine.units, "V");
+    assert.match(format(sine), /^-?\d+\.\d{3} V$/);
+    await waitFor(() => new Set(values).size > 2, 10000, "DEMO:sine to move");
+
+    const reply = await client.set("DEMO:m1:sp", 1.25);
+    assert.equal(reply.status, "done");
+    await waitFor(() => client.state("DEMO:m1:sp") && client.state("DEMO:m1:sp").value === 1.25, 5000, "readback");
+
+    await assert.rejects(client.set("DEMO:ro", 3), (err) => err.code === "read_only" && err.reply.target === "DEMO:ro");
+    await assert.rejects(client.set("DEMO:m1:sp", "not a number"), (err) => err.code === "bad_value");
+  } finally {
+    client.close();
+  }
+});
+
+test("live: the device socket, keyed by device and signal", { skip: !HTTP }, async () => {
+  const client = new Client(WS + "/api/v1/device-socket");
+  try {
+    client.subscribe("motor1");
+    await waitFor(() => client.state("motor1/motor1_user_readback"), 15000, "motor1's readback");
+    const reply = await client.set("motor1", 0.5, { timeout: 30 });
+    assert.equal(reply.status, "done");
+    await waitFor(() => Math.abs(client.state("motor1/motor1_user_readback").value - 0.5) < 0.01, 10000,
+      "the readback to follow");
+  } finally {
+    client.close();
+  }
+});
+
+test("live: a lost server connection is shown and the client resubscribes by itself",
+  { skip: !HTTP || !process.env.OPHYDSITE_RESTART }, async () => {
+    const client = new Client(WS + "/api/v1/pv-socket", { reconnectMs: 200, maxReconnectMs: 1000 });
+    const statuses = [];
+    client.onStatus((up) => statuses.push(up));
+    try {
+      client.subscribe("DEMO:counter");
+      await waitFor(() => client.state("DEMO:counter") && client.state("DEMO:counter").connected, 10000, "counter");
+      // The Python side watches this file and restarts the server on the same port (the test
+      // runner holds a test's stdout until it ends, so a printed marker would come too late).
+      require("node:fs").writeFileSync(process.env.OPHYDSITE_RESTART, "now");
+      await waitFor(() => statuses.includes(false), 20000, "the connection to drop");
+      assert.equal(client.state("DEMO:counter").connected, false); // greyed until it is back
+      const before = client.state("DEMO:counter").value;
+      await waitFor(() => statuses.filter((s) => s).length >= 2, 60000, "the reconnect");
+      await waitFor(() => { const s = client.state("DEMO:counter"); return s.connected && s.value !== before; },
+        20000, "live values again, without subscribing again by hand");
+      assert.ok(client.reconnects >= 1);
+    } finally {
+      client.close();
+    }
+  });
