@@ -74,3 +74,12 @@ def queue_server(tmp_path_factory: pytest.TempPathFactory):
 
 # The Area Detector-like IOC (tests/support/ad_ioc.py): one detector per data type, AD_<type>:.
 ad_ioc = ad_ioc_fixture(AD_IOC_PORT)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Keep each test's outcome on it, so fixtures (browser screenshots) know it failed."""
+    report = yield
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+    return report
