@@ -21,6 +21,13 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "index.html", {"demo_pvs": demo})
 
 
+def console_pvs(request: HttpRequest) -> HttpResponse:
+    """The operator console's PV page; ``?pv=A&pv=B`` (or the demo's) are watched at once."""
+    prefix = os.environ.get("OAS_DEMO_PREFIX", "")
+    initial = request.GET.getlist("pv") or ([f"{prefix}m1:sp", f"{prefix}m1:rbv", f"{prefix}sine"] if prefix else [])
+    return render(request, "console/pvs.html", {"initial_pvs": initial[:50]})
+
+
 async def health(request: HttpRequest) -> JsonResponse:
     """Liveness plus what this process's bridge holds (embedded mode only)."""
     bridge = embedded_bridge()

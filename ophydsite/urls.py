@@ -16,6 +16,7 @@ api.add_router("/", camera_router)
 urlpatterns = [
     path("", views.index, name="index"),
     path("api/v1/health", views.health, name="health"),
+    path("console/pvs", views.console_pvs, name="console-pvs"),
     path("api/v1/", api.urls),
     path("docs", RedirectView.as_view(url="/api/v1/docs", permanent=False), name="docs"),
     path("admin/reload-devices/", admin_views.reload_devices, name="admin-reload-devices"),

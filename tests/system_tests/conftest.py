@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
+from tests.support.browser import ARTIFACTS, chromium_path
 from tests.support.wsclient import TEST_OAS
 
 
@@ -116,3 +118,30 @@ async def ws(transactional_db):
             await client.close()
         except Exception:  # noqa: BLE001 - already closed by the test
             pass
+
+
+# --- headless Chromium (Debian's), driven by Playwright -------------------------------------
+
+@pytest.fixture(scope="session")
+def chromium():
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is needed for the browser tests and could not be installed")
+        pytest.skip("no Chromium here (and no root to install Debian's package)")
+    return str(path)
+
+
+@pytest.fixture
+async def page(chromium, request):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        tab = await browser.new_page(viewport={"width": 1280, "height": 900})
+        yield tab
+        outcome = getattr(request.node, "rep_call", None)
+        if outcome is not None and outcome.failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            await tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        await browser.close()

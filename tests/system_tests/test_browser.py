@@ -4,39 +4,11 @@ the simulation camera's frames render. Screenshots of failures go to the artifac
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.support.browser import ARTIFACTS, chromium_path
 from tests.support.server import ServerProcess
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    path = chromium_path()
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("Debian's chromium is needed for the browser tests and could not be installed")
-        pytest.skip("no Chromium here (and no root to install Debian's package)")
-    return str(path)
-
-
-@pytest.fixture
-async def page(chromium, request):
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
-        tab = await browser.new_page(viewport={"width": 1280, "height": 900})
-        yield tab
-        outcome = getattr(request.node, "rep_call", None)
-        if outcome is not None and outcome.failed:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            await tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-        await browser.close()
 
 
 async def test_start_page_shows_live_values_and_the_camera(page, tmp_path, ca_repeater):

@@ -1,0 +1,73 @@
+"""The operator console's PV page in headless Chromium against `serve --demo` with logins
+required for writes: log in, watch values, set a setpoint and see the readback follow; a user
+without the rule sees the refusal."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.server import PROJECT, ServerProcess
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]
+
+SETUP_USERS = """
+from django.contrib.auth.models import Group, User
+from devices.access.models import AccessRule
+writers = Group.objects.create(name="operators")
+rule = AccessRule.objects.create(name="operators-m1", pattern="DEMO:m1:*", level=2)
+rule.groups.add(writers)
+User.objects.create_user("operator", password="op-pass-123").groups.add(writers)
+User.objects.create_user("visitor", password="vi-pass-123")
+"""
+
+
+async def log_in(tab, base: str, name: str, password: str) -> None:
+    await tab.goto(base + "/accounts/login/")
+    await tab.fill("input[name=username]", name)
+    await tab.fill("input[name=password]", password)
+    await tab.click("button[type=submit], input[type=submit]")
+    await tab.wait_for_load_state()
+
+
+async def test_log_in_watch_set_and_see_a_refusal(page, tmp_path, ca_repeater):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/console.sqlite3", "OAS_ANONYMOUS_WRITES": "false"}
+    server = ServerProcess(env, log_path=tmp_path / "server.log")
+    server.start_args = ["--demo"]
+    server.start(timeout=60)
+    try:
+        subprocess.run([sys.executable, "manage.py", "shell", "-c", SETUP_USERS], cwd=PROJECT,
+                       env={**os.environ, **env}, check=True, capture_output=True, timeout=60)
+        await log_in(page, server.http, "operator", "op-pass-123")
+        assert "operator" in await page.locator("header").text_content()
+        await page.goto(server.http + "/console/pvs")
+        sine = "tr[data-pv='DEMO:sine'] td.value"
+        await page.wait_for_function(f"document.querySelector(\"{sine}\").textContent.endsWith(' V')", timeout=15000)
+        first = await page.locator(sine).text_content()
+        await page.wait_for_function(f"document.querySelector(\"{sine}\").textContent !== {first!r}", timeout=15000)
+
+        setpoint = page.locator("tr[data-pv='DEMO:m1:sp']")
+        await setpoint.locator("input[name=value]").fill("2.5")
+        await setpoint.locator("button").click()
+        await page.wait_for_function("document.getElementById('outcome').className === 'ok'", timeout=15000)
+        await page.wait_for_function(
+            "document.querySelector(\"tr[data-pv='DEMO:m1:rbv'] td.value\").textContent.startsWith('2.500')",
+            timeout=15000)  # the readback follows the setpoint (5 mm/s)
+        limits = await setpoint.locator("td.limits").text_content()
+        assert "…" in limits
+
+        await page.context.clear_cookies()
+        await log_in(page, server.http, "visitor", "vi-pass-123")
+        await page.goto(server.http + "/console/pvs")
+        await page.wait_for_function(
+            "document.querySelector(\"tr[data-pv='DEMO:m1:sp'] td.state\").textContent === 'yes'", timeout=15000)
+        await setpoint.locator("input[name=value]").fill("7")
+        await setpoint.locator("button").click()
+        await page.wait_for_function("document.getElementById('outcome').className === 'refused'", timeout=15000)
+        message = await page.locator("#outcome").text_content()
+        assert "was not set" in message and "No write access to DEMO:m1:sp" in message, message
+    finally:
+        server.stop()
