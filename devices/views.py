@@ -28,6 +28,11 @@ def console_pvs(request: HttpRequest) -> HttpResponse:
     return render(request, "console/pvs.html", {"initial_pvs": initial[:50]})
 
 
+def console_devices(request: HttpRequest) -> HttpResponse:
+    """The operator console's device page: every registry device with its signals, live."""
+    return render(request, "console/devices.html")
+
+
 async def health(request: HttpRequest) -> JsonResponse:
     """Liveness plus what this process's bridge holds (embedded mode only)."""
     bridge = embedded_bridge()

@@ -17,6 +17,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("api/v1/health", views.health, name="health"),
     path("console/pvs", views.console_pvs, name="console-pvs"),
+    path("console/devices", views.console_devices, name="console-devices"),
     path("api/v1/", api.urls),
     path("docs", RedirectView.as_view(url="/api/v1/docs", permanent=False), name="docs"),
     path("admin/reload-devices/", admin_views.reload_devices, name="admin-reload-devices"),

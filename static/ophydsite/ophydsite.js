@@ -41,8 +41,8 @@
     let value = state.value;
     if (state.enum_strs && typeof value === "number" && state.enum_strs[value] !== undefined) {
       value = state.enum_strs[value];
-    } else if (typeof value === "number" && !Number.isInteger(value) && state.precision != null) {
-      value = value.toFixed(state.precision);
+    } else if (typeof value === "number" && typeof state.precision === "number" && state.precision >= 0) {
+      value = value.toFixed(Math.min(state.precision, 20)); // 3 at precision 3 reads "3.000"
     } else if (Array.isArray(value)) {
       value = "[" + value.length + "] " + value.slice(0, 4).join(", ") + (value.length > 4 ? ", …" : "");
     } else if (value === null) {

@@ -24,7 +24,7 @@ test("value and metadata messages merge into one state", () => {
   state = merge(state, { pv: "X", value: 2, timestamp: 6, connected: false, severity: 3 });
   assert.equal(state.connected, false);
   assert.equal(state.units, "mm"); // metadata kept when a value arrives
-  assert.equal(format(state), "2 mm");
+  assert.equal(format(state), "2.00 mm"); // the PV's precision, also for a whole number
 });
 
 test("enums, arrays, nulls and device keys", () => {

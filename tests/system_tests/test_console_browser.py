@@ -71,3 +71,30 @@ async def test_log_in_watch_set_and_see_a_refusal(page, tmp_path, ca_repeater):
         assert "was not set" in message and "No write access to DEMO:m1:sp" in message, message
     finally:
         server.stop()
+
+
+DONE = "document.querySelector(`section[data-device='motor1'] .done`).textContent === "
+
+
+async def test_devices_page_moves_a_motor_and_shows_its_readback_and_done_state(page, tmp_path, ca_repeater):
+    server = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/devices.sqlite3"}, log_path=tmp_path / "s.log")
+    server.start_args = ["--demo"]  # on loopback the demo lets anonymous clients write
+    server.start(timeout=60)
+    try:
+        await page.goto(server.http + "/console/devices")
+        motor = page.locator("section[data-device='motor1']")
+        readback = motor.locator("tr[data-signal='motor1_user_readback'] td.value")
+        await readback.wait_for(timeout=20000)
+        await page.wait_for_function(DONE + "'done'", timeout=20000)
+        await motor.locator("input[name=value]").fill("3")
+        await motor.locator("button[type=submit]").click()
+        await page.wait_for_function(DONE + "'moving'", timeout=10000)
+        await page.wait_for_function("document.getElementById('outcome').className === 'ok'", timeout=30000)
+        await page.wait_for_function(  # the last readback (rate-capped at 10 Hz) follows the reply
+            "document.querySelector(`section[data-device='motor1'] tr[data-signal='motor1_user_readback'] "
+            "td.value`).textContent.startsWith('3.000')", timeout=5000)
+        assert (await readback.text_content()).endswith("mm")
+        await page.wait_for_function(DONE + "'done'", timeout=5000)
+        assert await page.locator("section[data-device='slit']").count() == 1  # the whole registry
+    finally:
+        server.stop()
