@@ -33,6 +33,11 @@ def console_devices(request: HttpRequest) -> HttpResponse:
     return render(request, "console/devices.html")
 
 
+def console_camera(request: HttpRequest) -> HttpResponse:
+    """The operator console's camera viewer (``?camera=name``; the simulation by default)."""
+    return render(request, "console/camera.html", {"camera": request.GET.get("camera", "sim")[:100]})
+
+
 async def health(request: HttpRequest) -> JsonResponse:
     """Liveness plus what this process's bridge holds (embedded mode only)."""
     bridge = embedded_bridge()

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/health", views.health, name="health"),
     path("console/pvs", views.console_pvs, name="console-pvs"),
     path("console/devices", views.console_devices, name="console-devices"),
+    path("console/camera", views.console_camera, name="console-camera"),
     path("api/v1/", api.urls),
     path("docs", RedirectView.as_view(url="/api/v1/docs", permanent=False), name="docs"),
     path("admin/reload-devices/", admin_views.reload_devices, name="admin-reload-devices"),

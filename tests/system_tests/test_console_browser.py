@@ -98,3 +98,27 @@ async def test_devices_page_moves_a_motor_and_shows_its_readback_and_done_state(
         assert await page.locator("section[data-device='slit']").count() == 1  # the whole registry
     finally:
         server.stop()
+
+
+async def test_camera_viewer_renders_frames_with_the_centre_of_mass(page, tmp_path, ca_repeater):
+    server = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/cam.sqlite3"}, log_path=tmp_path / "s.log")
+    server.start(timeout=60)
+    try:
+        await page.goto(server.http + "/console/camera")
+        await page.wait_for_function("Number(document.getElementById('frame').dataset.frames) > 5", timeout=20000)
+        size = await page.evaluate("[document.getElementById('frame').naturalWidth, "
+                                   "document.getElementById('frame').naturalHeight]")
+        assert size == [640, 480]
+        await page.wait_for_function("document.getElementById('results').textContent.startsWith('Centre of mass')",
+                                     timeout=20000)
+        await page.wait_for_function("Number(document.getElementById('fps').textContent) >= 6", timeout=10000)
+        overlay = await page.evaluate(  # something was drawn: the cross and the profiles
+            "(() => { const c = document.getElementById('overlay'); const d = c.getContext('2d')"
+            ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4)"
+            " if (d[i]) n++; return n; })()")
+        assert overlay > 100
+        await page.check("#log")  # the log/linear toggle goes to the server for this viewer
+        await page.wait_for_timeout(500)
+        assert "Mono UInt16" in await page.locator("#shape").text_content()
+    finally:
+        server.stop()
