@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from django.conf import settings
+from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
@@ -36,6 +37,28 @@ def console_devices(request: HttpRequest) -> HttpResponse:
 def console_camera(request: HttpRequest) -> HttpResponse:
     """The operator console's camera viewer (``?camera=name``; the simulation by default)."""
     return render(request, "console/camera.html", {"camera": request.GET.get("camera", "sim")[:100]})
+
+
+def console_qs(request: HttpRequest) -> HttpResponse:
+    """The Queue Server console view."""
+    return render(request, "console/qs_console.html")
+
+
+@staff_member_required
+def console_audit(request: HttpRequest) -> HttpResponse:
+    """The last 200 audit rows for staff, filtered by user, target or outcome."""
+    from .access.models import AuditEntry
+
+    filters = {key: request.GET.get(key, "").strip()[:150] for key in ("user", "target", "outcome")}
+    rows = AuditEntry.objects.all()
+    if filters["user"]:
+        rows = rows.filter(username__icontains=filters["user"])
+    if filters["target"]:
+        rows = rows.filter(target__icontains=filters["target"])
+    if filters["outcome"]:
+        rows = rows.filter(outcome=filters["outcome"])
+    return render(request, "console/audit.html", {"rows": list(rows.order_by("-at")[:200]), "total": rows.count(),
+                                                  "filters": filters, "outcomes": AuditEntry.Outcome.choices})
 
 
 async def health(request: HttpRequest) -> JsonResponse:

@@ -19,6 +19,8 @@ urlpatterns = [
     path("console/pvs", views.console_pvs, name="console-pvs"),
     path("console/devices", views.console_devices, name="console-devices"),
     path("console/camera", views.console_camera, name="console-camera"),
+    path("console/queue-server", views.console_qs, name="console-qs"),
+    path("console/audit", views.console_audit, name="console-audit"),
     path("api/v1/", api.urls),
     path("docs", RedirectView.as_view(url="/api/v1/docs", permanent=False), name="docs"),
     path("admin/reload-devices/", admin_views.reload_devices, name="admin-reload-devices"),

@@ -122,3 +122,35 @@ async def test_camera_viewer_renders_frames_with_the_centre_of_mass(page, tmp_pa
         assert "Mono UInt16" in await page.locator("#shape").text_content()
     finally:
         server.stop()
+
+
+async def test_queue_server_console_view_streams_lines_and_shows_the_source_state(page, tmp_path, ca_repeater):
+    import json
+
+    import zmq
+
+    from tests.support.ioc import free_port
+
+    port = free_port()
+    context = zmq.Context()
+    pub = context.socket(zmq.PUB)
+    pub.bind(f"tcp://127.0.0.1:{port}")
+    server = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/qs.sqlite3", "ZMQ_HOST": "127.0.0.1",
+                            "ZMQ_PORT": str(port)}, log_path=tmp_path / "s.log")
+    server.start(timeout=60)
+    try:
+        await page.goto(server.http + "/console/queue-server")
+        await page.wait_for_function("document.body.dataset.console === 'connected'", timeout=20000)
+        for i in range(200):  # until the relay's subscription is in place, then the real lines
+            pub.send_multipart([b"QS_Console", json.dumps({"time": 1.0 + i, "msg": f"plan step {i}\n"}).encode()])
+            await page.wait_for_timeout(50)
+            if "plan step" in (await page.locator("#console").text_content()):
+                break
+        pub.send_multipart([b"QS_Console", json.dumps({"time": 500.0, "msg": "Plan 'count' completed\n"}).encode()])
+        await page.wait_for_function("document.getElementById('console').textContent.includes('completed')",
+                                     timeout=10000)
+        pub.close(linger=0)  # the Queue Server goes away: the page says so
+        await page.wait_for_function("document.body.dataset.console === 'disconnected'", timeout=20000)
+    finally:
+        server.stop()
+        context.term()
