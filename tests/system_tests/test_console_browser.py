@@ -154,3 +154,70 @@ async def test_queue_server_console_view_streams_lines_and_shows_the_source_stat
     finally:
         server.stop()
         context.term()
+
+
+async def test_a_pv_goes_disconnected_and_comes_back_when_the_ioc_restarts(page, tmp_path, restartable_ioc):
+    server = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/rst.sqlite3"}, log_path=tmp_path / "s.log")
+    server.start(timeout=60)
+    row = "tr[data-pv='RST:counter']"
+    try:
+        await page.goto(server.http + "/console/pvs")
+        await page.focus("#pvname")  # keyboard only: type the name ...
+        await page.keyboard.type("RST:counter")
+        await page.keyboard.press("Enter")  # ... and Enter watches it
+        await page.wait_for_function(f"document.querySelector(\"{row} td.state\").textContent === 'yes'",
+                                     timeout=15000)
+        restartable_ioc.stop()
+        await page.wait_for_function(f"document.querySelector(\"{row}\").classList.contains('disconnected')",
+                                     timeout=20000)
+        assert await page.locator(f"{row} td.state").text_content() == "no"
+        colour = await page.evaluate(f"getComputedStyle(document.querySelector(\"{row} td.value\")).color")
+        assert colour == "rgb(138, 148, 160)"  # greyed
+        restartable_ioc.start()
+        await page.wait_for_function(f"!document.querySelector(\"{row}\").classList.contains('disconnected')",
+                                     timeout=30000)
+        assert await page.locator(f"{row} td.state").text_content() == "yes"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("width", [1024, 1920])
+async def test_pages_fit_laptop_and_control_room_widths(page, tmp_path, width, ca_repeater):
+    server = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/w.sqlite3"}, log_path=tmp_path / "s.log")
+    server.start_args = ["--demo"]
+    server.start(timeout=60)
+    try:
+        await page.set_viewport_size({"width": width, "height": 900})
+        for path in ("/console/pvs", "/console/devices", "/console/camera", "/console/queue-server"):
+            await page.goto(server.http + path)
+            await page.wait_for_timeout(300)
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, (path, width, overflow)
+    finally:
+        server.stop()
+
+
+async def test_a_lost_server_shows_the_banner_and_the_page_resubscribes(page, tmp_path, ca_repeater):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/lost.sqlite3"}
+    server = ServerProcess(env, log_path=tmp_path / "s1.log")
+    server.start_args = ["--demo"]
+    server.start(timeout=60)
+    sine = "document.querySelector(\"tr[data-pv='DEMO:sine'] td.value\")"
+    try:
+        await page.goto(server.http + "/console/pvs")
+        await page.wait_for_function(f"{sine}.textContent.endsWith(' V')", timeout=15000)
+        server.stop()
+        await page.wait_for_function("getComputedStyle(document.getElementById('banner')).display === 'block'",
+                                     timeout=15000)
+        stale = await page.locator("tr[data-pv='DEMO:sine'] td.value").text_content()
+        assert await page.locator("tr[data-pv='DEMO:sine']").get_attribute("class") == "disconnected"
+        server = ServerProcess(env, port=server.port, log_path=tmp_path / "s2.log")
+        server.start_args = ["--demo"]
+        server.start(timeout=60)
+        await page.wait_for_function("getComputedStyle(document.getElementById('banner')).display === 'none'",
+                                     timeout=30000)
+        await page.wait_for_function(f"{sine}.textContent !== {stale!r}", timeout=15000)  # live again, by itself
+        assert await page.locator("tr[data-pv='DEMO:sine'] td.state").text_content() == "yes"
+    finally:
+        server.stop()
