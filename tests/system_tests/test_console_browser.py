@@ -109,8 +109,8 @@ async def test_camera_viewer_renders_frames_with_the_centre_of_mass(page, tmp_pa
         size = await page.evaluate("[document.getElementById('frame').naturalWidth, "
                                    "document.getElementById('frame').naturalHeight]")
         assert size == [640, 480]
-        await page.wait_for_function("document.getElementById('results').textContent.startsWith('Centre of mass')",
-                                     timeout=20000)
+        await page.wait_for_function(
+            "document.getElementById('results').textContent.startsWith('Centre of mass (ring)')", timeout=20000)
         await page.wait_for_function("Number(document.getElementById('fps').textContent) >= 6", timeout=10000)
         overlay = await page.evaluate(  # something was drawn: the cross and the profiles
             "(() => { const c = document.getElementById('overlay'); const d = c.getContext('2d')"
