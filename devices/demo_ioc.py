@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import caproto
@@ -151,13 +151,20 @@ async def serve(args: argparse.Namespace) -> None:
     ctx.ca_server_port = args.port  # first TCP port tried, and the UDP search port
     group.registry = ctx
 
+    await run_context(ctx, port=args.port, prefix=args.prefix, exit_with_parent=args.exit_with_parent)
+
+
+async def run_context(ctx: Any, *, port: int, prefix: str, exit_with_parent: bool) -> None:
+    """Serve ``ctx`` until cancelled; print ``READY <prefix> <port>`` once serving (what test
+    fixtures and ``serve --demo`` wait for), and end with the parent when asked to."""
+
     async def announce(async_lib: Any) -> None:
         # caproto silently falls back to a random TCP port when the asked one is taken.
-        if ctx.port != args.port:
-            raise RuntimeError(f"TCP port {args.port} is in use (caproto took {ctx.port})")
-        print(f"READY {args.prefix} {ctx.port}", flush=True)
+        if ctx.port != port:
+            raise RuntimeError(f"TCP port {port} is in use (caproto took {ctx.port})")
+        print(f"READY {prefix} {ctx.port}", flush=True)
 
-    watcher = asyncio.create_task(_exit_with_parent()) if args.exit_with_parent else None
+    watcher = asyncio.create_task(_exit_with_parent()) if exit_with_parent else None
     try:
         await ctx.run(startup_hook=announce)
     finally:
@@ -165,16 +172,21 @@ async def serve(args: argparse.Namespace) -> None:
             watcher.cancel()
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def run_ioc(make_server: Callable[[], Coroutine[Any, Any, None]], host: str) -> None:
+    """An IOC process's main: quiet logs, beacons on ``host``, serve until interrupted."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("caproto.ctx").addFilter(_OnceForBeaconFailures())
-    configure_beacons(args.host)
+    configure_beacons(host)
     try:
-        asyncio.run(serve(args))
+        asyncio.run(make_server())
     except KeyboardInterrupt:
         pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    run_ioc(lambda: serve(args), args.host)
 
 
 if __name__ == "__main__":

@@ -18,17 +18,17 @@ import pytest
 from caproto import CaprotoError, ErrorResponseReceived
 from caproto.sync.client import write as caproto_write
 
-from tests.support.ad_ioc import (
+from tests.support.ad_frames import (
     CA_TYPES,
     COLOR_MODES,
     DATA_TYPES,
     EPICS_EPOCH,
     MIN_PERIOD,
-    AdIocProcess,
     array_dims,
     make_frame,
     max_elements,
 )
+from tests.support.ad_ioc import AdIocProcess
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(60)]
 

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 
 from camera.encode import to_8bit
-from tests.support.ad_ioc import make_frame
+from tests.support.ad_frames import make_frame
 from tests.system_tests.test_camera_socket import Viewer, camera_feeds
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
