@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
                 ('sim_width', models.PositiveIntegerField(default=640)),
                 ('sim_height', models.PositiveIntegerField(default=480)),
                 ('sim_rate_hz', models.FloatField(default=10.0)),
-                ('transform', models.JSONField(blank=True, default=dict, help_text='mirror_x, mirror_y, rotate (0/90/180/270), binning_x/_y, binning_mean, camera_calibration')),
+                ('transform', models.JSONField(blank=True, default=dict, help_text='mirror_x, mirror_y, rotate (quarter turns counter-clockwise: 1 = 90°), binning_x/_y, binning_mean, camera_calibration')),
                 ('description', models.TextField(blank=True)),
                 ('updated', models.DateTimeField(auto_now=True)),
             ],
