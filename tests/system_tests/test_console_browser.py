@@ -153,7 +153,7 @@ async def test_queue_server_console_view_streams_lines_and_shows_the_source_stat
         await page.wait_for_function("document.body.dataset.console === 'disconnected'", timeout=20000)
     finally:
         server.stop()
-        context.term()
+        context.destroy(linger=0)  # term() would wait forever for a socket a failed test left open
 
 
 async def test_a_pv_goes_disconnected_and_comes_back_when_the_ioc_restarts(page, tmp_path, restartable_ioc):
