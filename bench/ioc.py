@@ -28,11 +28,11 @@ from caproto.server import PVGroup, pvproperty
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from devices.demo_ioc import DemoContext, configure_beacons  # noqa: E402 - needs the path above
-from devices.demo_ioc_pvs import BigWave  # noqa: E402
-from devices.demo_motor import motor_record_group  # noqa: E402
+from devices.demo.ioc import DemoContext, configure_beacons  # noqa: E402 - needs the path above
+from devices.demo.ioc_pvs import BigWave  # noqa: E402
+from devices.demo.motor import motor_record_group  # noqa: E402
 
-# The bench motor is the demo IOC's mtr1 (devices/demo_ioc_pvs.py).
+# The bench motor is the demo IOC's mtr1 (devices/demo/ioc_pvs.py).
 MOTOR = {"units": "mm", "low": -50.0, "high": 50.0, "velocity": 10.0}
 
 

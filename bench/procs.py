@@ -22,8 +22,8 @@ from typing import IO, Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
-from devices.ports import free_ca_port  # noqa: E402
-from devices.procio import read_line  # noqa: E402
+from devices.demo.ports import free_ca_port  # noqa: E402
+from devices.demo.procio import read_line  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent

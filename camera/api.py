@@ -10,9 +10,9 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from ninja import Body, Path, Query, Router, Status
 
-from devices.access.http import request_guard, rest_write_refusal
+from camera import services
+from devices.access import request_guard, rest_write_refusal
 
-from . import services
 from .cameras import camera_named
 
 router = Router(tags=["Cameras"])

@@ -23,8 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from devices.bridge.ca_source import CaSource
-from devices.bridge.source import PropertyEvent, ValueEvent
+from devices.sources import CaSource, PropertyEvent, ValueEvent
 
 from .feed import CameraFeed, RawFrame
 from .frames import COLOR_MODES, DATA_TYPES, FrameError, Geometry, check_modes, geometry_from_dims

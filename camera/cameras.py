@@ -16,7 +16,7 @@ import numpy as np
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from devices.bridge.ca_context import ca_executor
+from devices.sources import ca_executor
 
 from .area_detector import AdSpec, AreaDetectorSource
 from .encode import Output

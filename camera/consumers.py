@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from devices.consumers import SessionConsumer
+from devices.sockets import SessionConsumer
 
 from .session import CameraSession
 

@@ -16,9 +16,8 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from devices.jsonsafe import dumps
-from devices.requests import ProtocolError, decode_frame, name_problem
-from devices.session import Session
+from devices.core import ProtocolError, decode_frame, dumps, name_problem
+from devices.sockets import Session
 
 from .analysis import analysis_for
 from .cameras import camera_from_pvs, camera_named

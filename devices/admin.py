@@ -12,9 +12,10 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from devices.startup.services import startup_file_check, startup_file_save
+
 from .admin_readonly import ReadOnlyAdmin
 from .models import AllowedOrigin, DeviceRecord, StartupFile, StartupFileVersion
-from .startup.services import startup_file_check, startup_file_save
 
 
 class StartupFileForm(forms.ModelForm):

@@ -95,4 +95,4 @@ class AllowedOrigin(models.Model):
             raise ValidationError({"origin": "Give scheme, host and optional port only, e.g. https://portal.lab"})
 
 
-from .access.models import AccessRule, ApiToken, AuditEntry  # noqa: E402,F401 - registered with this app
+from devices.access.models import AccessRule, ApiToken, AuditEntry  # noqa: E402,F401 - registered with this app

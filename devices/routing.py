@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .consumers import DeviceSocketConsumer, MonitorConsumer, PvSocketConsumer
+from devices.sockets.consumers import DeviceSocketConsumer, MonitorConsumer, PvSocketConsumer
 
 websocket_urlpatterns = [
     path("api/v1/pv-socket", PvSocketConsumer.as_asgi()),

@@ -6,10 +6,10 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from camera.api import router as camera_router
-from devices import admin_views, views
 from devices.access.dry_run import access_dry_run
 from devices.access.login import ThrottledLoginView
-from devices.rest_api import api
+from devices.rest.api import api
+from devices.web import admin_views, views
 
 api.add_router("/", camera_router)
 

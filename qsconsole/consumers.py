@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from devices.consumers import SessionConsumer
+from devices.sockets import SessionConsumer
 
 from .session import QsConsoleSession
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from devices import messages as m
+from devices.channel_layer import messages as m
 from ophydsite.settings.oas import OasSettings
 
 from .log import ConsoleLog

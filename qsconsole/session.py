@@ -15,9 +15,8 @@ import json
 from collections import deque
 from typing import Any
 
-from devices.jsonsafe import dumps
-from devices.requests import ProtocolError, decode_frame, request_id_of
-from devices.session import CLOSE_UNAUTHORIZED, Session
+from devices.core import ProtocolError, decode_frame, dumps, request_id_of
+from devices.sockets import CLOSE_UNAUTHORIZED, Session
 
 FEED_WINDOW = 100  # console messages queued in the mailbox at once; the rest wait here
 FEED_POLL_S = 0.02

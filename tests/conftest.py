@@ -7,7 +7,7 @@ from subprocess import Popen
 
 import pytest
 
-from devices.bridge.ca_context import attach as attach_ca
+from devices.sources.ca_context import attach as attach_ca
 from tests.support.ad_ioc import ad_ioc_fixture
 from tests.support.ioc import IocProcess, configure_ca_client_env, free_port, start_repeater
 

@@ -13,7 +13,7 @@ from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
-from devices import messages as m
+from devices.channel_layer import messages as m
 
 from .models import ApiToken
 

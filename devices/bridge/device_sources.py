@@ -11,13 +11,12 @@ import asyncio
 import threading
 from typing import Any
 
+from devices.channel_layer.topics import parse_device_topic
+from devices.sources.device_plan import DevicePlan, plan_device, resolve
+from devices.sources.ophyd_source import OphydSignalSource
+from devices.sources.positioner_source import PositionerSource
+from devices.sources.source import ChannelInfo, PutCallback, Source, SourceSink
 from devices.startup.registry import DeviceRegistry
-from devices.topics import parse_device_topic
-
-from .device_plan import DevicePlan, plan_device, resolve
-from .ophyd_source import OphydSignalSource
-from .positioner_source import PositionerSource
-from .source import ChannelInfo, PutCallback, Source, SourceSink
 
 
 class MissingSource:

@@ -14,11 +14,11 @@ from concurrent.futures import Executor
 from dataclasses import replace
 from typing import Any
 
-from devices.groups import pv_group
-from devices.jsonsafe import value_json
+from devices.channel_layer.groups import pv_group
+from devices.channel_layer.jsonsafe import value_json
+from devices.sources.source import ChannelInfo, PropertyEvent, Source, SourceSink, ValueEvent
 
 from .publisher import Publisher
-from .source import ChannelInfo, PropertyEvent, Source, SourceSink, ValueEvent
 
 log = logging.getLogger(__name__)
 

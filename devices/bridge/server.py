@@ -9,18 +9,17 @@ import time
 from concurrent.futures import Executor
 from typing import Any
 
-from devices import messages as m
-from devices.layer_io import serve_channel
-from devices.requests import name_problem
+from devices.channel_layer import messages as m
+from devices.channel_layer.reader import serve_channel
+from devices.channel_layer.topics import name_problem, parse_device_topic
+from devices.sources.ca_context import ca_executor
+from devices.sources.ca_source import CaSource
 from devices.startup.registry import DeviceRegistry
 from devices.startup.reload import registry_reload
 from devices.startup.status import device_states, device_states_record
-from devices.topics import parse_device_topic
 from ophydsite.settings.oas import OasSettings
 from qsconsole.relay import ConsoleRelay
 
-from .ca_context import ca_executor
-from .ca_source import CaSource
 from .device_sources import DevicePlans, device_source
 from .entry import PvEntry, SourceFactory
 from .publisher import Publisher

@@ -11,10 +11,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from devices.topics import topic_label
+from devices.channel_layer.topics import topic_label
+from devices.sources.putcheck import PutRejected, coerce_for_put
 
 from .entry import PvEntry
-from .putcheck import PutRejected, coerce_for_put
 
 READBACK_WAIT_S = 0.5  # at most this long after a completed put for the IOC's monitor update
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ophyd import Device, PositionerBase, Signal
 
-from devices.bridge.ca_context import attach
+from devices.sources.ca_context import attach
 
 from .sources import StartupSource
 

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
-from devices.bridge.device_plan import component_tree
 from devices.models import DeviceRecord, StartupFile
+from devices.sources.device_plan import component_tree
 
 from .loader import LoadResult, load_sources
 from .registry import DeviceRegistry

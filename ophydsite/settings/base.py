@@ -34,7 +34,7 @@ MIDDLEWARE = [
     # Static files (admin, /docs) from the apps' folders, with no collectstatic step and
     # with DEBUG off: the README's run command serves a styled admin and a working /docs.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "devices.json_errors.JsonApiErrorsMiddleware",
+    "devices.rest.json_errors.JsonApiErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -14,7 +14,7 @@ at most every ``MIN_PERIOD`` s: caproto does not deliver a large array published
 Where it differs from AD on purpose: puts complete at once (``Acquire`` is no busy record);
 the test pattern is drawn on the published (binned) frame, so MinX/MinY only limit the size;
 ``cam1:Pattern`` and ``cam1:Truncate`` (elements cut off the next frames, for bad-input tests)
-are not AD records. Prints ``READY <prefix> <port>`` once serving, like ``devices.demo_ioc``.
+are not AD records. Prints ``READY <prefix> <port>`` once serving, like ``devices.demo.ioc``.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from caproto.asyncio.server import Context
 from caproto.server import PVGroup, pvproperty
 
 # The demo IOC's runner: same beacons, same quiet log, same READY line and exit with the test run.
-from devices.demo_ioc import run_context, run_ioc
-from devices.procio import read_line
+from devices.demo.ioc import run_context, run_ioc
+from devices.demo.procio import read_line
 from tests.support.ad_frames import (
     CA_TYPES,
     COLOR_MODES,

@@ -1,4 +1,4 @@
-"""Run the demo IOC (devices.demo_ioc) as a subprocess, and point CA clients at it.
+"""Run the demo IOC (devices.demo.ioc) as a subprocess, and point CA clients at it.
 
 Clients find IOCs only through the addresses set by ``configure_ca_client_env``.
 Reconnects after an IOC restart or a server-side disconnect take 0-10 s: libca
@@ -19,9 +19,9 @@ from typing import IO, Any
 
 import epics
 
-from devices.ca_repeater import start_repeater as _start_repeater
-from devices.ports import free_ca_port
-from devices.procio import read_line
+from devices.demo.ca_repeater import start_repeater as _start_repeater
+from devices.demo.ports import free_ca_port
+from devices.demo.procio import read_line
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -81,7 +81,7 @@ class IocProcess:
         if self.running:
             raise RuntimeError(f"IOC {self.prefix} is already running")
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the IOC
-        cmd = [sys.executable, "-m", "devices.demo_ioc", "--prefix", self.prefix, "--host", HOST,
+        cmd = [sys.executable, "-m", "devices.demo.ioc", "--prefix", self.prefix, "--host", HOST,
                "--port", str(self.port), "--exit-with-parent", *self.extra_args]
         self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                                      stderr=self._stderr)

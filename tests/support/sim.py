@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from devices.bridge.source import ChannelInfo, PutCallback, SourceSink, ValueEvent
+from devices.sources.source import ChannelInfo, PutCallback, SourceSink, ValueEvent
 
 
 class SimSource:

@@ -12,7 +12,7 @@ from channels.layers import InMemoryChannelLayer
 from devices.access.guard import Guard, MemoryAudit, StaticRules
 from devices.access.rules import Level, Policy, Principal, Rule
 from devices.bridge.server import Bridge
-from devices.hub import Hub
+from devices.core.hub import Hub
 from ophydsite.settings.oas import OasSettings
 
 

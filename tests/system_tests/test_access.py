@@ -21,7 +21,7 @@ from django.test import Client as HttpClient
 
 from devices.access import db as access_db
 from devices.access.models import AccessRule, AuditEntry
-from devices.runtime import get_hub
+from devices.services.runtime import get_hub
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(90), pytest.mark.django_db(transaction=True)]
 FILES = Path(__file__).resolve().parents[1] / "support" / "startup_files"

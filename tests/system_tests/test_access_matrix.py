@@ -25,7 +25,7 @@ from django.utils import timezone
 from devices.access import db as access_db
 from devices.access.models import AccessRule, AuditEntry
 from devices.access.tokens import api_token_create, api_token_revoke
-from devices.runtime import get_hub
+from devices.services.runtime import get_hub
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]
 FILES = Path(__file__).resolve().parents[1] / "support" / "startup_files"

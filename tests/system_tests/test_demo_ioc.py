@@ -1,4 +1,4 @@
-"""The demo IOC (devices.demo_ioc) seen by a real pyepics client, without mocks.
+"""The demo IOC (devices.demo.ioc) seen by a real pyepics client, without mocks.
 
 Put status comes from caproto's sync client: pyepics reports a put the IOC
 refused as completed (its put callback drops the status).
@@ -18,7 +18,7 @@ from caproto import CaprotoError, CaprotoTimeoutError, ErrorResponseReceived
 from caproto.sync.client import read as caproto_read
 from caproto.sync.client import write as caproto_write
 
-from devices.demo_ioc_pvs import LONGTEXT
+from devices.demo.ioc_pvs import LONGTEXT
 from tests.support.ioc import IocProcess
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(30)]

@@ -1,4 +1,4 @@
-"""ophyd's EpicsMotor against the demo IOC's motor records (devices.demo_motor), without mocks.
+"""ophyd's EpicsMotor against the demo IOC's motor records (devices.demo.motor), without mocks.
 
 CA calls run on the test (main) thread, which tests/conftest.py attached to the one CA
 context at import; ophyd's dispatcher threads join the context that was current when ophyd

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from devices.runtime import get_hub
+from devices.services.runtime import get_hub
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(90), pytest.mark.django_db(transaction=True)]
 

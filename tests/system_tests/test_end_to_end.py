@@ -188,7 +188,7 @@ async def test_serve_demo_shows_live_values(tmp_path, ca_repeater):
             frame = await asyncio.wait_for(conn.recv(), 10)
             assert isinstance(frame, bytes) and frame[:2] == b"\xff\xd8"  # a JPEG
         helpers = psutil.Process(proc.proc.pid).children()  # the demo IOC (and a repeater)
-        assert any("devices.demo_ioc" in " ".join(h.cmdline()) for h in helpers)
+        assert any("devices.demo.ioc" in " ".join(h.cmdline()) for h in helpers)
     finally:
         proc.stop()
     assert "Traceback" not in proc.output()

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from devices.runtime import get_hub
+from devices.services.runtime import get_hub
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(240), pytest.mark.django_db(transaction=True)]
 FILES = Path(__file__).resolve().parents[1] / "support" / "startup_files"

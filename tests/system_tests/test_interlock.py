@@ -18,8 +18,8 @@ from django.conf import settings
 from django.test import AsyncClient
 
 from devices.access.models import AuditEntry
-from devices.interlock import status_client
-from devices.runtime import get_hub
+from devices.services.runtime import get_hub
+from qsconsole.interlock import status_client
 from tests.support.ioc import free_port
 from tests.support.qserver import API_KEY
 

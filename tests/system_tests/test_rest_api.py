@@ -17,7 +17,7 @@ from django.test import AsyncClient
 
 from devices.access import db as access_db
 from devices.access.models import AccessRule, AuditEntry
-from devices.runtime import get_hub
+from devices.services.runtime import get_hub
 from tests.support.ioc import free_port
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120), pytest.mark.django_db(transaction=True)]

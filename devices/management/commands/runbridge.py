@@ -31,7 +31,7 @@ class Command(BaseCommand):
                               "workers through Redis. Use `manage.py serve` for one process.")
         startup = os.environ.get("OAS_STARTUP_DIR") or options["startup_dir"]
         if options["demo"]:
-            from devices.demo_process import DEMO_STARTUP, start_demo_ioc
+            from devices.demo.process import DEMO_STARTUP, start_demo_ioc
 
             start_demo_ioc()
             startup = startup or str(DEMO_STARTUP)

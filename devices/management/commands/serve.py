@@ -19,7 +19,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from devices.demo_process import DEMO_STARTUP, start_demo_ioc
+from devices.demo.process import DEMO_STARTUP, start_demo_ioc
 from ophydsite.ws_protocol import BoundedCloseWebSocketProtocol
 
 

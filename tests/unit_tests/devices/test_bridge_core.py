@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from devices.pv_session import PvSession
+from devices.sockets.pv_session import PvSession
 from tests.support.sim import SimSource
 from tests.support.stack import Client, Stack
 
@@ -128,7 +128,7 @@ async def test_big_arrays_are_encoded_off_the_loop_and_latest_wins(stack):
     import numpy as np
 
     from devices.bridge.entry import ENCODE_OFF_LOOP
-    from devices.bridge.source import ChannelInfo
+    from devices.sources.source import ChannelInfo
 
     client = Client(PvSession, stack)
     await client.send({"action": "subscribe", "pv": "S:big"})

@@ -4,9 +4,9 @@ from ophyd import Component as Cpt
 from ophyd import Device, PseudoPositioner, PseudoSingle, Signal, SoftPositioner
 from ophyd.pseudopos import pseudo_position_argument, real_position_argument
 
-from devices.bridge import device_plan
-from devices.bridge.device_plan import DevicePlan, plan_device, resolve
-from devices.topics import device_topic, parse_device_topic, topic_label
+from devices.channel_layer.topics import device_topic, parse_device_topic, topic_label
+from devices.sources import device_plan
+from devices.sources.device_plan import DevicePlan, plan_device, resolve
 
 
 class Inner(Device):

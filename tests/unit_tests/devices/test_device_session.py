@@ -10,7 +10,7 @@ import pytest
 from ophyd import Component as Cpt
 from ophyd import Device, Signal, SoftPositioner
 
-from devices.device_session import DeviceSession
+from devices.sockets.device_session import DeviceSession
 from devices.startup.loader import FileResult, LoadResult
 from tests.support.sim import SimSource
 from tests.support.stack import Client, Stack

@@ -2,7 +2,7 @@ import re
 
 from channels.layers import InMemoryChannelLayer
 
-from devices.groups import pv_group
+from devices.channel_layer.groups import pv_group
 
 VALID = re.compile(r"^[a-zA-Z0-9\-_.]+$")
 

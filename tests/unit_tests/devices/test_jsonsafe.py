@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from devices.jsonsafe import to_jsonable, value_json
+from devices.channel_layer.jsonsafe import to_jsonable, value_json
 
 
 def test_nan_and_infinity_become_null():

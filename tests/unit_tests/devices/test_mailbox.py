@@ -1,6 +1,6 @@
 import asyncio
 
-from devices.mailbox import Mailbox
+from devices.core.mailbox import Mailbox
 
 
 class Socket:

@@ -6,8 +6,8 @@ import pytest
 from ophyd import Signal
 from ophyd.sim import SynAxis
 
-from devices.bridge.ophyd_source import OphydSignalSource
-from devices.pv_session import PvSession
+from devices.sockets.pv_session import PvSession
+from devices.sources.ophyd_source import OphydSignalSource
 from tests.support.stack import Client, Stack
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devices.interlock import plan_activity
+from qsconsole.interlock import plan_activity
 
 IDLE = {"manager_state": "idle", "re_state": "idle", "running_item_uid": None}
 

@@ -1,7 +1,7 @@
 import pytest
 
-from devices.bridge.putcheck import PutRejected, coerce_for_put
-from devices.bridge.source import ChannelInfo
+from devices.sources.putcheck import PutRejected, coerce_for_put
+from devices.sources.source import ChannelInfo
 
 FLOAT = ChannelInfo(kind="float", count=1, lower_ctrl_limit=-10.0, upper_ctrl_limit=10.0)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from devices.requests import Limits, ProtocolError, decode_frame, parse_pv_request
+from devices.core.requests import Limits, ProtocolError, decode_frame, parse_pv_request
 
 LIMITS = Limits(max_message_bytes=1000, max_names_per_request=5, max_name_length=40, set_timeout_max_s=60)
 

@@ -1,6 +1,6 @@
 import json
 
-from devices import wire
+from devices.core import wire
 
 VALUE = {"type": "pv.value", "pv": "IOC:m1", "value": "[1.5,null]", "count": 2, "timestamp": 12.5,
          "severity": 1, "connected": True, "read_access": True, "write_access": True}

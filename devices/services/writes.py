@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from devices.access.guard import AuditUnavailable, Guard
+from devices.access.rules import Decision
+from devices.access.throttle import Coalescer, Place, RateLimiter
 from ophydsite.settings.oas import OasSettings
-
-from .access.guard import AuditUnavailable, Guard
-from .access.rules import Decision
-from .access.throttle import Coalescer, Place, RateLimiter
 
 
 class SetHub(Protocol):

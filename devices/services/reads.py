@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .hub import Update
+from devices.core.hub import Update
 
 
 class ReadHub(Protocol):

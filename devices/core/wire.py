@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .jsonsafe import dumps
+from devices.channel_layer.jsonsafe import dumps
 
 
 def _bool(flag: bool) -> str:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from devices.access.guard import Guard
+from devices.channel_layer.topics import name_problem
+from devices.services.reads import Holder, Reading, read_now
+from devices.services.writes import Interlock, Writer
+from devices.sources.device_plan import DevicePlan
 from ophydsite.settings.oas import OasSettings
-
-from .access.guard import Guard
-from .bridge.device_plan import DevicePlan
-from .reads import Holder, Reading, read_now
-from .requests import name_problem
-from .writes import Interlock, Writer
 
 Result = tuple[int, dict[str, Any]]
 

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 from channels.exceptions import ChannelFull
 
-from . import messages as m
-from .groups import pv_group
-from .layer_io import serve_channel
+from devices.channel_layer import messages as m
+from devices.channel_layer.groups import pv_group
+from devices.channel_layer.reader import serve_channel
 
 log = logging.getLogger(__name__)
 

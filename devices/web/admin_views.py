@@ -11,8 +11,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from .rest_api import RELOAD_TIMEOUT_S
-from .runtime import get_hub
+from devices.rest.api import RELOAD_TIMEOUT_S
+from devices.services.runtime import get_hub
 
 
 async def reload_devices(request: HttpRequest) -> HttpResponse:

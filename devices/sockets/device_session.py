@@ -14,10 +14,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import wire
-from .bridge.device_plan import DevicePlan
-from .hub import Update
-from .requests import DEVICE_WORDS, ProtocolError, PvRequest, decode_frame, parse_request
+from devices.core import wire
+from devices.core.hub import Update
+from devices.core.requests import DEVICE_WORDS, ProtocolError, PvRequest, decode_frame, parse_request
+from devices.sources.device_plan import DevicePlan
+
 from .session import READ_ONLY, READ_WRITE, Session, mode_under
 
 KNOWN_SHOWN = 20  # device names listed in an "unknown device" error

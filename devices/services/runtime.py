@@ -14,8 +14,8 @@ import logging
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from .bridge.server import Bridge
-from .hub import Hub
+from devices.bridge.server import Bridge
+from devices.core.hub import Hub
 
 log = logging.getLogger(__name__)
 

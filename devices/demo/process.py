@@ -11,8 +11,8 @@ from .ca_repeater import ensure_repeater
 from .ports import free_ca_port
 from .procio import read_line
 
-PROJECT = Path(__file__).resolve().parent.parent
-DEMO_STARTUP = Path(__file__).resolve().parent / "demo_startup"  # devices of the demo IOC
+PROJECT = Path(__file__).resolve().parents[2]
+DEMO_STARTUP = Path(__file__).resolve().parent / "startup"  # devices of the demo IOC
 
 
 def start_demo_ioc(prefix: str = "DEMO:", timeout: float = 20.0) -> list[subprocess.Popen[bytes]]:
@@ -32,7 +32,7 @@ def start_demo_ioc(prefix: str = "DEMO:", timeout: float = 20.0) -> list[subproc
         started.append(repeater)
     port = free_ca_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devices.demo_ioc", "--prefix", prefix, "--host", "127.0.0.1",
+        [sys.executable, "-m", "devices.demo.ioc", "--prefix", prefix, "--host", "127.0.0.1",
          "--port", str(port), "--exit-with-parent"],  # uvicorn re-raises SIGTERM: no finally runs
         cwd=PROJECT, stdout=subprocess.PIPE,
     )

@@ -3,7 +3,7 @@
 The bridge, the hubs and the channel layer know streams by one string each. A PV is its own
 name; a signal of a registered device is ``"device <device> <signal>"``. The spaces make the
 two namespaces disjoint: no PV request can name a device topic, because client names with
-whitespace are refused (requests.name_problem), so the pv-socket never reaches device objects.
+whitespace are refused (name_problem below), so the pv-socket never reaches device objects.
 """
 
 from __future__ import annotations
@@ -33,3 +33,14 @@ def topic_label(topic: str) -> str:
         return topic
     device, signal = parsed
     return device if device == signal else f"{device} ({signal})"
+
+
+def name_problem(name: str, max_length: int, noun: str = "PV") -> str | None:
+    """Why ``name`` cannot be a PV (or device) name, or None if it can."""
+    if not name:
+        return f"{noun} name is empty"
+    if len(name) > max_length:
+        return f"{noun} name is {len(name)} characters long; at most {max_length} (OAS_MAX_NAME_LENGTH)"
+    if not name.isascii() or not name.isprintable() or any(ch.isspace() for ch in name):
+        return f"{noun} name {name[:60]!r} contains spaces, control or non-ASCII characters"
+    return None

@@ -1,8 +1,8 @@
 """Demo Channel Access IOC for development and the system tests.
 
-    python -m devices.demo_ioc --prefix DEMO: --host 127.0.0.1 --port 5064
+    python -m devices.demo.ioc --prefix DEMO: --host 127.0.0.1 --port 5064
 
-Serves the PVs of ``devices.demo_ioc_pvs`` on one interface and one CA server
+Serves the PVs of ``devices.demo.ioc_pvs`` on one interface and one CA server
 port (UDP searches and TCP), and prints ``READY <prefix> <port>`` on stdout
 once it is serving. Beacons go to the CA repeater port (EPICS_CA_REPEATER_PORT)
 on the serving host, as an EPICS base IOC's would.
@@ -23,7 +23,7 @@ import caproto
 from caproto.asyncio.server import Context
 from caproto.server.common import DisconnectedCircuit
 
-from .demo_ioc_pvs import DemoPVs
+from .ioc_pvs import DemoPVs
 
 log = logging.getLogger(__name__)
 

@@ -8,17 +8,18 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from .access.db import DB_AUDIT, DB_RULES
-from .access.guard import Guard
-from .access.principal_cache import principal_cached
-from .access.rules import Principal
-from .access.selectors import principal_for, principal_now
-from .access.settings import current_policy
+from devices.access.db import DB_AUDIT, DB_RULES
+from devices.access.guard import Guard
+from devices.access.principal_cache import principal_cached
+from devices.access.rules import Principal
+from devices.access.selectors import principal_for, principal_now
+from devices.access.settings import current_policy
+from devices.services.runtime import get_hub
+from qsconsole.interlock import current_interlock
+
 from .device_session import DeviceSession
-from .interlock import current_interlock
 from .monitor_session import MonitorSession
 from .pv_session import PvSession
-from .runtime import get_hub
 from .session import Session
 
 

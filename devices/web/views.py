@@ -10,8 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from camera.cameras import camera_stats
-
-from .runtime import embedded_bridge
+from devices.services.runtime import embedded_bridge
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -47,7 +46,7 @@ def console_qs(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 def console_audit(request: HttpRequest) -> HttpResponse:
     """The last 200 audit rows for staff, filtered by user, target or outcome."""
-    from .access.models import AuditEntry
+    from devices.access.models import AuditEntry
 
     filters = {key: request.GET.get(key, "").strip()[:150] for key in ("user", "target", "outcome")}
     rows = AuditEntry.objects.all()

@@ -18,7 +18,7 @@ import numpy as np
 from caproto import AccessRights, AlarmSeverity, AlarmStatus, ChannelAlarm, ChannelDouble, ChannelType
 from caproto.server import PVGroup, SubGroup, pvproperty
 
-from .demo_motor import motor_record_group
+from .motor import motor_record_group
 
 MOTOR_TICK = 0.1  # s; readback update period while moving (10 Hz)
 SLOW_PUT_SECONDS = 2.0

@@ -11,16 +11,15 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from devices.access.guard import Guard
+from devices.access.principal_cache import principal_forget
+from devices.access.rules import Decision
+from devices.channel_layer.jsonsafe import dumps
+from devices.core.hub import Hub
+from devices.core.mailbox import Mailbox
+from devices.core.requests import Limits, ProtocolError, PvRequest
+from devices.services.writes import OPEN, Interlock, Writer
 from ophydsite.settings.oas import OasSettings
-
-from .access.guard import Guard
-from .access.principal_cache import principal_forget
-from .access.rules import Decision
-from .hub import Hub
-from .jsonsafe import dumps
-from .mailbox import Mailbox
-from .requests import Limits, ProtocolError, PvRequest
-from .writes import OPEN, Interlock, Writer
 
 log = logging.getLogger(__name__)
 

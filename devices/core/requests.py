@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from devices.channel_layer.topics import name_problem
+
 PV_ACTIONS = ("subscribe", "subscribeSafely", "subscribeReadOnly", "unsubscribe", "set", "refresh")
 
 
@@ -189,17 +191,6 @@ def _names_into(request: PvRequest, message: dict[str, Any], limits: Limits, wor
             request.names.append(name)
         else:
             request.invalid.append((name, why))
-
-
-def name_problem(name: str, max_length: int, noun: str = "PV") -> str | None:
-    """Why ``name`` cannot be a PV (or device) name, or None if it can."""
-    if not name:
-        return f"{noun} name is empty"
-    if len(name) > max_length:
-        return f"{noun} name is {len(name)} characters long; at most {max_length} (OAS_MAX_NAME_LENGTH)"
-    if not name.isascii() or not name.isprintable() or any(ch.isspace() for ch in name):
-        return f"{noun} name {name[:60]!r} contains spaces, control or non-ASCII characters"
-    return None
 
 
 def _kind(value: Any) -> str:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from . import wire
-from .hub import Update
-from .requests import ProtocolError, PvRequest, decode_frame, parse_pv_request
+from devices.core import wire
+from devices.core.hub import Update
+from devices.core.requests import ProtocolError, PvRequest, decode_frame, parse_pv_request
+
 from .session import READ_ONLY, READ_WRITE, Session, mode_under
 
 

@@ -16,12 +16,13 @@ from ninja import Body, NinjaAPI, Path, Query, Schema, Status
 from ninja.errors import HttpError, ValidationError
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
-from .access.http import csrf_refusal, request_guard, rest_write_refusal
-from .interlock import current_interlock, plan_activity, status_client
-from .reads import Holder
-from .requests import DEVICE_WORDS, PV_WORDS
-from .rest_ops import RestOps, Result, error
-from .runtime import get_hub
+from devices.access.http import csrf_refusal, request_guard, rest_write_refusal
+from devices.core.requests import DEVICE_WORDS, PV_WORDS
+from devices.services.reads import Holder
+from devices.services.runtime import get_hub
+from qsconsole.interlock import current_interlock, plan_activity, status_client
+
+from .ops import RestOps, Result, error
 
 RELOAD_TIMEOUT_S = 120.0
 HOLD_LIMIT = 1000  # PVs POST /pvs/{pv} may keep subscribed per server process
@@ -53,7 +54,7 @@ class ErrorOut(BaseModel):
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
 SetValue = Scalar | list[Scalar]
 MAX_BATCH = 500  # instructions in one PUT (also bounded by OAS_MAX_NAMES_PER_REQUEST)
-# A PV or device name: printable ASCII without spaces (requests.name_problem, OAS_MAX_NAME_LENGTH).
+# A PV or device name: printable ASCII without spaces (topics.name_problem, OAS_MAX_NAME_LENGTH).
 NAME = r"^[!-~]+$"
 PvName = Annotated[str, Path(pattern=NAME, max_length=255, examples=["DEMO:sine"])]
 DeviceName = Annotated[str, Path(pattern=NAME, max_length=255, examples=["motor1"])]

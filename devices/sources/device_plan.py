@@ -13,7 +13,7 @@ from typing import Any
 
 from ophyd import Device, PositionerBase, PseudoPositioner, Signal
 
-from devices.topics import device_topic
+from devices.channel_layer.topics import device_topic
 
 # Streams per device: an area detector has thousands of signals; a browser wants a few.
 MAX_STREAMS = 200

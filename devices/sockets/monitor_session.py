@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from . import wire
-from .hub import Update
-from .requests import ProtocolError, decode_frame, name_problem, request_id_of
+from devices.core import wire
+from devices.core.hub import Update
+from devices.core.requests import ProtocolError, decode_frame, name_problem, request_id_of
+
 from .session import Session
 
 ACTIONS = ("connect", "disconnect")
