@@ -21,8 +21,8 @@ class Camera(models.Model):
 
     name = models.SlugField(max_length=100, unique=True)
     source = models.CharField(max_length=20, choices=Source.choices, default=Source.AREA_DETECTOR)
-    array_pv = models.CharField(max_length=255, blank=True, help_text="e.g. 13SIM1:image1:ArrayData")
-    pvs = models.JSONField(default=dict, blank=True, help_text=(
+    array_pv = models.CharField("array PV", max_length=255, blank=True, help_text="e.g. 13SIM1:image1:ArrayData")
+    pvs = models.JSONField("PVs", default=dict, blank=True, help_text=(
         "PVs overriding the derived ones, by ophyd-websocket's field names (startX, sizeX, colorMode, ...)"))
     sim_width = models.PositiveIntegerField(default=640)
     sim_height = models.PositiveIntegerField(default=480)
@@ -75,7 +75,7 @@ class Pipeline(models.Model):
     config = models.JSONField(default=dict, blank=True, help_text=(
         "image_background_enable, image_threshold, image_region_of_interest [x, width, y, height], "
         "image_good_region {threshold, gfscale}, image_slices {number_of_slices, scale, orientation}"))
-    background_id = models.CharField(max_length=150, blank=True, help_text=(
+    background_id = models.CharField("background ID", max_length=150, blank=True, help_text=(
         "The background to subtract (with image_background_enable); empty: the camera's latest"))
     description = models.TextField(blank=True)
     updated = models.DateTimeField(auto_now=True)
@@ -99,7 +99,7 @@ class Pipeline(models.Model):
 class Background(models.Model):
     """An averaged dark image, kept for good: pipelines name it by id (cam_server keeps them too)."""
 
-    background_id = models.CharField(max_length=150, unique=True)
+    background_id = models.CharField("background ID", max_length=150, unique=True)
     camera = models.ForeignKey(Camera, on_delete=models.PROTECT, related_name="backgrounds")
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     n_images = models.PositiveIntegerField()

@@ -108,7 +108,8 @@ class DeviceRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
 
     change_list_template = "admin/devices/reload_button.html"
     list_display = ["name", "device_class", "source", "connected", "state_at"]
-    list_filter = ["connected"]
+    list_filter = ["connected", "device_class"]
+    ordering = ["name"]
     search_fields = ["name", "device_class", "source"]
     fields = ["name", "device_class", "source", "connected", "state_at", "component_tree", "updated_at"]
     readonly_fields = fields

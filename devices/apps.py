@@ -3,6 +3,7 @@ from django.apps import AppConfig
 
 class DevicesConfig(AppConfig):
     name = "devices"
+    verbose_name = "Devices and access"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

@@ -66,6 +66,8 @@ class DeviceRecord(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "device"
+        verbose_name_plural = "devices"
 
     def __str__(self) -> str:
         return self.name

@@ -13,6 +13,10 @@ from devices.web import admin_views, views
 
 api.add_router("/", camera_router)
 
+admin.site.site_header = "ophydsite"
+admin.site.site_title = "ophydsite"
+admin.site.index_title = "Devices, access, cameras"
+
 urlpatterns = [
     path("", views.index, name="index"),
     path("api/v1/health", views.health, name="health"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
@@ -45,6 +46,7 @@ def access_dry_run(request: HttpRequest) -> HttpResponse:
         matching = [r for r in rules if r.matches(name=name, kind=kind, principal=principal, address=address)]
         result = {"decision": decision, "matching": matching, "principal": principal}
     context = {"form": form, "result": result, "title": "Access dry run", "has_permission": True,
-               "site_header": "ophydsite administration", "auth_required": settings.OAS.auth_required,
+               "site_header": admin.site.site_header,
+               "site_title": admin.site.site_title, "auth_required": settings.OAS.auth_required,
                "anonymous_writes": settings.OAS.anonymous_writes}
     return render(request, "admin/devices/access_dry_run.html", context)

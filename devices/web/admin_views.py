@@ -7,6 +7,7 @@ the embedded mode lives on the server's event loop (a sync admin view runs on a 
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
+from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -28,5 +29,6 @@ async def reload_devices(request: HttpRequest) -> HttpResponse:
     hub = await get_hub()
     outcome = await hub.reload_devices(RELOAD_TIMEOUT_S)
     context = {"outcome": outcome, "title": "Reload devices", "user": user,
-               "has_permission": True, "site_header": "ophydsite administration"}
+               "has_permission": True, "site_header": admin.site.site_header,
+               "site_title": admin.site.site_title}
     return await sync_to_async(render)(request, "admin/devices/reload_result.html", context)
