@@ -8,10 +8,10 @@ and is tested on synthetic images. Typical use per frame::
                      calibration=camera_config.axis_calibration())
 """
 
-from camera.processing.camera import AxisCalibration, CameraCalibration, CameraConfig, camera_transform
-from camera.processing.config import GoodRegionConfig, ProcessingConfig, RegionOfInterest, SlicesConfig
-from camera.processing.fit import GaussFit, gauss, gauss_fit
-from camera.processing.pipeline import collect_background, process
+from .camera import AxisCalibration, CameraCalibration, CameraConfig, camera_transform
+from .config import GoodRegionConfig, ProcessingConfig, RegionOfInterest, SlicesConfig
+from .fit import GaussFit, gauss, gauss_fit
+from .pipeline import collect_background, process
 
 __all__ = [
     "AxisCalibration", "CameraCalibration", "CameraConfig", "GaussFit", "GoodRegionConfig", "ProcessingConfig",

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from camera.processing import _checks as check
-from camera.processing.transforms import bin_image, mirror, rotate
+
+from .transforms import bin_image, mirror, rotate
 
 MAX_BINNING = 64
 

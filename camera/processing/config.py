@@ -37,7 +37,7 @@ class RegionOfInterest:
 
 @dataclass(frozen=True, slots=True)
 class GoodRegionConfig:
-    """Where each profile is above ``threshold`` of its peak, widened by the factor ``gfscale``."""
+    """cam_server's good region: down to ``min + threshold * (max - min)``, widened by ``gfscale``."""
 
     threshold: float = 0.3
     gfscale: float = 1.8

@@ -2,7 +2,9 @@
 
 Started from the profile's moments (and FWHM when it has one), bounded, and never raising:
 when the least-squares fit fails or the profile is too short, the moments are returned with
-``method == "moments"``, so a reader can tell a fit from an estimate.
+``method == "moments"``, so a reader can tell a fit from an estimate. Works on any evenly
+spaced axis, ascending or descending, in pixels or calibrated units (slices are fitted on
+cam_server's calibrated axes).
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import least_squares
 
-from camera.processing.stats import FWHM_PER_SIGMA, center_of_mass_rms, fwhm
+from .stats import FWHM_PER_SIGMA, center_of_mass_rms, interpolated_fwhm
 
 MAX_EVALUATIONS = 100  # bounds the time of a fit that does not converge
-MIN_SIGMA = 0.05  # pixels: narrower is not resolvable and makes the model a delta
+MIN_SIGMA = 0.05  # samples: narrower is not resolvable and makes the model a delta
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,11 @@ class GaussFit:
     def function(self, coords: np.ndarray) -> np.ndarray:
         """The fitted curve sampled at ``coords`` (cam_server's ``*_fit_gauss_function``)."""
         return gauss(coords, self.offset, self.amplitude, self.mean, self.standard_deviation)
+
+    def on_axis(self, offset: float, scale: float) -> GaussFit:
+        """The same fit on the axis ``offset + scale * coords`` (e.g. pixels to calibrated units)."""
+        return GaussFit(offset=self.offset, amplitude=self.amplitude, mean=offset + scale * self.mean,
+                        standard_deviation=abs(scale) * self.standard_deviation, method=self.method)
 
 
 def gauss(coords: np.ndarray, offset: float, amplitude: float, mean: float, sigma: float) -> np.ndarray:
@@ -50,21 +57,23 @@ def gauss_fit(coords: np.ndarray, profile: np.ndarray) -> GaussFit | None:
     center, rms = center_of_mass_rms(coords, signal)
     if center is None:
         return None
-    step = float(coords[1] - coords[0]) if coords.size > 1 else 1.0
-    width = fwhm(signal)
+    step = abs(float(coords[1] - coords[0])) if coords.size > 1 else 1.0
+    step = step if step > 0 else 1.0
+    width = interpolated_fwhm(signal)
     sigma = width * step / FWHM_PER_SIGMA if width is not None else (rms or step)
-    estimate = GaussFit(offset=low, amplitude=high - low, mean=center, standard_deviation=max(sigma, MIN_SIGMA),
-                        method="moments")
+    estimate = GaussFit(offset=low, amplitude=high - low, mean=center,
+                        standard_deviation=max(sigma, MIN_SIGMA * step), method="moments")
     if profile.size < 5:  # fewer samples than parameters plus one: nothing to fit
         return estimate
-    return _least_squares(coords, signal / (high - low), estimate, low, high - low) or estimate
+    return _least_squares(coords, signal / (high - low), estimate, low, high - low, step) or estimate
 
 
-def _least_squares(coords: np.ndarray, y: np.ndarray, start: GaussFit, low: float, span: float) -> GaussFit | None:
+def _least_squares(coords: np.ndarray, y: np.ndarray, start: GaussFit, low: float, span: float,
+                   step: float) -> GaussFit | None:
     """Fit the profile normalised to [0, 1] (well conditioned whatever the pixel values)."""
     first, last = float(coords[0]), float(coords[-1])
-    length = abs(last - first) + 1.0
-    lower = np.array([-1.0, 0.0, min(first, last), MIN_SIGMA])
+    length = abs(last - first) + step
+    lower = np.array([-1.0, 0.0, min(first, last), MIN_SIGMA * step])
     upper = np.array([1.0, 4.0, max(first, last), 10.0 * length])
     x0 = np.clip([0.0, 1.0, start.mean, start.standard_deviation], lower, upper)
     x0 = np.minimum(np.maximum(x0, lower + 1e-9 * (upper - lower)), upper - 1e-9 * (upper - lower))

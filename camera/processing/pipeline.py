@@ -2,9 +2,11 @@
 
 Order, as in cam_server's pipeline: background subtraction (clamped at 0), threshold, region
 of interest, then statistics. Background and threshold are pixel-wise, so they are applied to
-the region only, which gives the same numbers for less work. Statistics are computed in pixel
-coordinates of the camera-transformed frame and mapped to units by the axis calibration at the
-end. Non-finite pixels (NaN, inf) count as 0 and are left out of min_value/max_value.
+the region only, which gives the same numbers for less work. Gaussian fits run in pixel
+coordinates (well conditioned) and are mapped onto cam_server's axes (``offset + scale *
+pixel``); every other statistic is computed on those axes, as cam_server does, because its
+centre of mass is not invariant under a shift of the axis. Non-finite pixels (NaN, inf) count
+as 0 and are left out of min_value/max_value. docs/camera-processing.md defines each field.
 """
 
 from __future__ import annotations
@@ -15,14 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from camera.processing.camera import AxisCalibration
-from camera.processing.config import Orientation, ProcessingConfig, SlicesConfig
-from camera.processing.fit import GaussFit, gauss_fit
-from camera.processing.slices import SliceResult, linear_fit, slice_count, slice_image
-from camera.processing.stats import center_of_mass_rms, fwhm, good_region, profiles
-from camera.processing.transforms import region_of_interest, to_mono, working_dtype
+from .camera import AxisCalibration
+from .config import GoodRegionConfig, Orientation, ProcessingConfig, SlicesConfig
+from .fit import GaussFit, gauss_fit
+from .slices import SliceResult, linear_fit, slice_count, slice_image
+from .stats import center_of_mass_rms, fwhm, gauss_center_of_mass_rms, good_region, profiles
+from .transforms import region_of_interest, to_mono, working_dtype
 
 _PIXELS = AxisCalibration()
+_FIT_FIELDS = ("axis", "profile", "fit_gauss_function", "fit_offset", "fit_amplitude", "fit_mean",
+               "fit_standard_deviation", "fit_method")
 
 
 def process(image: np.ndarray, config: ProcessingConfig, background: np.ndarray | None = None, *,
@@ -55,34 +59,42 @@ def process(image: np.ndarray, config: ProcessingConfig, background: np.ndarray 
         if not finite.all():
             valid = finite
             np.copyto(work, 0, where=~finite)
-    if config.image_threshold is not None:
+    if config.image_threshold is not None and config.image_threshold > 0:  # cam_server: 0 or less is off
         np.copyto(work, 0, where=work < config.image_threshold)
 
     height, width = work.shape
-    x_coords = np.arange(width, dtype=np.float64) + x_start
-    y_coords = np.arange(height, dtype=np.float64) + y_start
+    x_pixels = np.arange(width, dtype=np.float64) + x_start  # pixel indices of the whole frame
+    y_pixels = np.arange(height, dtype=np.float64) + y_start
+    x_axis = cal.x_offset + cal.x_scale * x_pixels  # cam_server's x_axis / y_axis
+    y_axis = cal.y_offset + cal.y_scale * y_pixels
     x_profile, y_profile = profiles(work)
     result: dict[str, Any] = {"width": width, "height": height, **_min_max(work, valid),
                               "intensity": _number(x_profile.sum())}
-    x_fit, y_fit = gauss_fit(x_coords, x_profile), gauss_fit(y_coords, y_profile)
-    result |= _axis_results("x", x_coords, x_profile, x_fit, cal.x_offset, cal.x_scale)
-    result |= _axis_results("y", y_coords, y_profile, y_fit, cal.y_offset, cal.y_scale)
+    x_fit = _fit(x_pixels, x_profile, cal.x_offset, cal.x_scale)
+    y_fit = _fit(y_pixels, y_profile, cal.y_offset, cal.y_scale)
+    result |= _axis_results("x", x_axis, x_profile, x_fit)
+    result |= _axis_results("y", y_axis, y_profile, y_fit)
 
-    region, region_x, region_y = work, x_coords, y_coords
+    region: np.ndarray | None = work
+    region_x, region_y = x_axis, y_axis
     if config.image_good_region is not None:
-        threshold, gfscale = config.image_good_region.threshold, config.image_good_region.gfscale
-        x0, x1 = good_region(x_profile, threshold, gfscale)
-        y0, y1 = good_region(y_profile, threshold, gfscale)
-        region, region_x, region_y = work[y0:y1, x0:x1], x_coords[x0:x1], y_coords[y0:y1]
-        gr_x_profile, gr_y_profile = profiles(region)
-        x_fit = gauss_fit(region_x, gr_x_profile)  # slices are placed by the good region's fits
-        y_fit = gauss_fit(region_y, gr_y_profile)
-        result["good_region"] = [x0, y0, x1, y1]
-        result["gr_intensity"] = _number(gr_x_profile.sum())
-        result |= _fit_results("gr_x", region_x, gr_x_profile, x_fit, cal.x_offset, cal.x_scale)
-        result |= _fit_results("gr_y", region_y, gr_y_profile, y_fit, cal.y_offset, cal.y_scale)
+        bounds = _good_region_bounds(x_profile, y_profile, config.image_good_region)
+        if bounds is None:  # cam_server: every good-region (and slice) field is null
+            region, x_fit, y_fit = None, None, None
+            result |= {"good_region": None, "gr_intensity": None, **_fit_results("gr_x", None, None, None),
+                       **_fit_results("gr_y", None, None, None)}
+        else:
+            x0, y0, x1, y1 = bounds
+            region, region_x, region_y = work[y0:y1, x0:x1], x_axis[x0:x1], y_axis[y0:y1]
+            gr_x_profile, gr_y_profile = profiles(region)
+            x_fit = _fit(x_pixels[x0:x1], gr_x_profile, cal.x_offset, cal.x_scale)  # slices are placed by these
+            y_fit = _fit(y_pixels[y0:y1], gr_y_profile, cal.y_offset, cal.y_scale)
+            result["good_region"] = [x0, y0, x1, y1]
+            result["gr_intensity"] = _number(gr_x_profile.sum())
+            result |= _fit_results("gr_x", region_x, gr_x_profile, x_fit)
+            result |= _fit_results("gr_y", region_y, gr_y_profile, y_fit)
     if config.image_slices is not None:
-        result |= _slice_results(region, region_x, region_y, x_fit, y_fit, config.image_slices, cal)
+        result |= _slice_results(region, region_x, region_y, x_fit, y_fit, config.image_slices)
     result["processing_parameters"] = config.to_dict()
     return result
 
@@ -126,72 +138,81 @@ def _min_max(work: np.ndarray, valid: np.ndarray | None) -> dict[str, float | No
             "max_value": _number(work.max(where=valid, initial=-np.inf))}
 
 
-def _axis_results(name: str, coords: np.ndarray, profile: np.ndarray, fit: GaussFit | None, offset: float,
-                  scale: float) -> dict[str, Any]:
-    center, rms = center_of_mass_rms(coords, profile)
-    width = fwhm(profile)
+def _fit(pixels: np.ndarray, profile: np.ndarray, offset: float, scale: float) -> GaussFit | None:
+    """Fit in pixels, report on the calibrated axis."""
+    fit = gauss_fit(pixels, profile)
+    return None if fit is None else fit.on_axis(offset, scale)
+
+
+def _good_region_bounds(x_profile: np.ndarray, y_profile: np.ndarray,
+                        config: GoodRegionConfig) -> tuple[int, int, int, int] | None:
+    """``(x_start, y_start, x_end, y_end)``; None when either side is empty (cam_server's fit fails there)."""
+    x0, x1 = good_region(x_profile, config.threshold, config.gfscale)
+    y0, y1 = good_region(y_profile, config.threshold, config.gfscale)
+    return None if x1 <= x0 or y1 <= y0 else (x0, y0, x1, y1)
+
+
+def _axis_results(name: str, axis: np.ndarray, profile: np.ndarray, fit: GaussFit | None) -> dict[str, Any]:
+    center, rms = (None, None) if fit is None else gauss_center_of_mass_rms(
+        axis, profile, fit.offset, fit.mean, fit.standard_deviation)
+    raw_center, _ = center_of_mass_rms(axis, profile)
     return {
-        f"{name}_center_of_mass": _position(center, offset, scale),
-        f"{name}_rms": _length(rms, scale),
-        f"{name}_fwhm": _length(width, scale),
-        **_fit_results(name, coords, profile, fit, offset, scale),
+        f"{name}_center_of_mass": _number(center),
+        f"{name}_rms": _number(rms),
+        f"{name}_center_of_mass_raw": _number(raw_center),
+        f"{name}_fwhm": _number(fwhm(axis, profile)),
+        **_fit_results(name, axis, profile, fit),
     }
 
 
-def _fit_results(name: str, coords: np.ndarray, profile: np.ndarray, fit: GaussFit | None, offset: float,
-                 scale: float) -> dict[str, Any]:
-    """Axis, profile and fit fields under ``name`` ("x", "gr_y", ...): cam_server's names."""
+def _fit_results(name: str, axis: np.ndarray | None, profile: np.ndarray | None,
+                 fit: GaussFit | None) -> dict[str, Any]:
+    """Axis, profile and fit fields under ``name`` ("x", "gr_y", ...): cam_server's names, all null without an axis."""
+    if axis is None or profile is None:
+        return {f"{name}_{field}": None for field in _FIT_FIELDS}
     return {
-        f"{name}_axis": _list(offset + scale * coords),
+        f"{name}_axis": _list(axis),
         f"{name}_profile": _list(profile),
-        f"{name}_fit_gauss_function": None if fit is None else _list(fit.function(coords)),
+        f"{name}_fit_gauss_function": None if fit is None else _list(fit.function(axis)),
         f"{name}_fit_offset": None if fit is None else _number(fit.offset),
         f"{name}_fit_amplitude": None if fit is None else _number(fit.amplitude),
-        f"{name}_fit_mean": None if fit is None else _position(fit.mean, offset, scale),
-        f"{name}_fit_standard_deviation": None if fit is None else _length(fit.standard_deviation, scale),
+        f"{name}_fit_mean": None if fit is None else _number(fit.mean),
+        f"{name}_fit_standard_deviation": None if fit is None else _number(fit.standard_deviation),
         f"{name}_fit_method": None if fit is None else fit.method,
     }
 
 
-def _slice_results(region: np.ndarray, x_coords: np.ndarray, y_coords: np.ndarray, x_fit: GaussFit | None,
-                   y_fit: GaussFit | None, config: SlicesConfig, cal: AxisCalibration) -> dict[str, Any]:
+def _slice_results(region: np.ndarray | None, x_axis: np.ndarray, y_axis: np.ndarray, x_fit: GaussFit | None,
+                   y_fit: GaussFit | None, config: SlicesConfig) -> dict[str, Any]:
     """Slices along the configured orientation; coupling always from horizontal ones, as cam_server."""
     along = y_fit if config.orientation == "vertical" else x_fit
-    chosen = _slices(region, x_coords, y_coords, along, config, config.orientation)
+    chosen = _slices(region, x_axis, y_axis, along, config, config.orientation)
     horizontal = chosen if config.orientation == "horizontal" else _slices(
-        region, x_coords, y_coords, x_fit, config, "horizontal")
-    amount = chosen.amount
-    cut_scale = cal.y_scale if config.orientation == "vertical" else cal.x_scale
-    profile_scale = cal.x_scale if config.orientation == "vertical" else cal.y_scale
-    result: dict[str, Any] = {"slice_orientation": config.orientation, "slice_amount": amount,
-                              "slice_length": _length(float(chosen.width), cut_scale) if chosen.slices else None}
-    for i in range(amount):
+        region, x_axis, y_axis, x_fit, config, "horizontal")
+    result: dict[str, Any] = {"slice_orientation": config.orientation, "slice_amount": chosen.amount,
+                              "slice_length": _number(chosen.length)}
+    for i in range(chosen.amount):
         stats = chosen.slices[i] if i < len(chosen.slices) else None
-        result[f"slice_{i}_center_x"] = None if stats is None else _position(stats.center_x, cal.x_offset,
-                                                                               cal.x_scale)
-        result[f"slice_{i}_center_y"] = None if stats is None else _position(stats.center_y, cal.y_offset,
-                                                                               cal.y_scale)
-        result[f"slice_{i}_standard_deviation"] = None if stats is None else _length(stats.standard_deviation,
-                                                                                      profile_scale)
+        result[f"slice_{i}_center_x"] = None if stats is None else _number(stats.center_x)
+        result[f"slice_{i}_center_y"] = None if stats is None else _number(stats.center_y)
+        result[f"slice_{i}_standard_deviation"] = None if stats is None else _number(stats.standard_deviation)
         result[f"slice_{i}_intensity"] = None if stats is None else _number(stats.intensity)
     result |= {"coupling": None, "coupling_slope": None, "coupling_offset": None}
-    points = [(cal.x_offset + cal.x_scale * s.center_x, cal.y_offset + cal.y_scale * s.center_y)
-              for s in horizontal.slices if s is not None]
+    points = [(s.center_x, s.center_y) for s in horizontal.slices if s is not None]
     line = linear_fit([p[0] for p in points], [p[1] for p in points])
-    sigma_x = None if x_fit is None else _length(x_fit.standard_deviation, cal.x_scale)
-    if line is not None and sigma_x is not None:
+    if line is not None and x_fit is not None:
         slope, offset = line
-        result |= {"coupling": _number(slope * sigma_x ** 2), "coupling_slope": _number(slope),
+        result |= {"coupling": _number(slope * x_fit.standard_deviation ** 2), "coupling_slope": _number(slope),
                    "coupling_offset": _number(offset)}
     return result
 
 
-def _slices(region: np.ndarray, x_coords: np.ndarray, y_coords: np.ndarray, fit: GaussFit | None,
+def _slices(region: np.ndarray | None, x_axis: np.ndarray, y_axis: np.ndarray, fit: GaussFit | None,
             config: SlicesConfig, orientation: Orientation) -> SliceResult:
-    """Slices around ``fit`` (along the cut axis); none when that axis has no beam."""
-    if fit is None:
-        return SliceResult(amount=slice_count(config.number_of_slices), width=0, slices=[])
-    return slice_image(region, x_coords, y_coords, fit.mean, fit.standard_deviation,
+    """Slices around ``fit`` (along the cut axis); none without a good region or a beam on that axis."""
+    if region is None or fit is None:
+        return SliceResult(amount=slice_count(config.number_of_slices), length=None, slices=[])
+    return slice_image(region, x_axis, y_axis, fit.mean, fit.standard_deviation,
                        number_of_slices=config.number_of_slices, scale=config.scale, orientation=orientation)
 
 
@@ -201,14 +222,6 @@ def _number(value: Any) -> float | None:
         return None
     result = float(value)
     return result if math.isfinite(result) else None
-
-
-def _position(value: float | None, offset: float, scale: float) -> float | None:
-    return None if value is None else _number(offset + scale * value)
-
-
-def _length(value: float | None, scale: float) -> float | None:
-    return None if value is None else _number(abs(scale) * value)
 
 
 def _list(values: np.ndarray) -> list[float | None]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from camera.processing.config import RegionOfInterest
+from .config import RegionOfInterest
 
 
 def working_dtype(dtype: np.dtype) -> type[np.floating]:

@@ -2,9 +2,10 @@
 
 Beam: a 2-D Gaussian sampled at pixel centres, centre (120.3, 135.7) px, sigma (12, 18) px,
 peak 1000 on an offset of 10, in a 300 x 256 frame (the tails at the edges are < 1e-15).
-Tolerances: noise-free 0.01 px on centres and widths, 0.05 px on FWHM (linear interpolation),
-0.1 % on amplitude and offset; with Poisson plus Gaussian (sigma 3) noise from a seeded RNG,
-0.1 px on centres, 1 % on widths, 2 % on amplitude and FWHM.
+Tolerances: noise-free 0.01 px on centres and widths, 0.1 % on amplitude and offset; with Poisson
+plus Gaussian (sigma 3) noise from a seeded RNG, 0.1 px on centres, 1 % on widths, 2 % on
+amplitude. cam_server's FWHM is exact: the distance between the samples bounding the half height
+of the analytic profile. docs/camera-processing.md defines every field.
 """
 
 from __future__ import annotations
@@ -35,6 +36,24 @@ def beam(*, x0: float = X0, y0: float = Y0, sx: float = SX, sy: float = SY, ampl
 
 def config(**items: object) -> ProcessingConfig:
     return ProcessingConfig.from_dict(items)
+
+
+def sampled_fwhm(center: float, sigma: float, step: float = 1.0) -> float:
+    """cam_server's FWHM of a Gaussian sampled at integer pixels: from the last pixel at or below half
+    height before the centre to the first after it."""
+    half = FWHM_PER_SIGMA * sigma / 2
+    return step * (math.ceil(center + half) - math.floor(center - half))
+
+
+def cam_server_com_rms(result: dict, axis: str) -> tuple[float, float]:
+    """The definition, in plain Python, applied to the reported axis, profile and fit."""
+    offset, mean = result[f"{axis}_fit_offset"], result[f"{axis}_fit_mean"]
+    sigma = result[f"{axis}_fit_standard_deviation"]
+    points = list(zip(result[f"{axis}_axis"], result[f"{axis}_profile"], strict=True))
+    total = sum(v - offset for _, v in points)
+    p = [(a, 0.0 if abs(a - mean) > 5 * sigma else (v - offset) / total) for a, v in points]
+    com = sum(a * w for a, w in p)
+    return com, math.sqrt(abs(sum((a - com) ** 2 * w for a, w in p)))
 
 
 def assert_json_ready(result: dict) -> None:
@@ -77,13 +96,29 @@ def test_noise_free_fit_on_an_offset():
         assert result[f"{axis}_fit_standard_deviation"] == pytest.approx(sigma, abs=0.01)
         assert result[f"{axis}_fit_amplitude"] == pytest.approx(profile_amplitude, rel=1e-3)
         assert result[f"{axis}_fit_offset"] == pytest.approx(OFFSET * length, abs=1e-3 * profile_amplitude)
-        assert result[f"{axis}_fwhm"] == pytest.approx(FWHM_PER_SIGMA * sigma, abs=0.05)
+        assert result[f"{axis}_fwhm"] == sampled_fwhm(center, sigma)
         curve = np.array(result[f"{axis}_fit_gauss_function"])
         assert np.allclose(curve, result[f"{axis}_profile"], rtol=1e-4)
+    # cam_server's centre of mass and RMS are the beam's: taken above the fitted offset.
+    assert result["x_center_of_mass"] == pytest.approx(X0, abs=0.01)
+    assert result["y_center_of_mass"] == pytest.approx(Y0, abs=0.01)
+    assert result["x_rms"] == pytest.approx(SX, abs=0.01) and result["y_rms"] == pytest.approx(SY, abs=0.01)
     # The raw centre of mass includes the offset's: the mixture of beam and uniform pedestal.
     beam_sum, pedestal = AMPLITUDE * 2 * math.pi * SX * SY, OFFSET * WIDTH * HEIGHT
     expected = (beam_sum * X0 + pedestal * (WIDTH - 1) / 2) / (beam_sum + pedestal)
-    assert result["x_center_of_mass"] == pytest.approx(expected, abs=0.01)
+    assert result["x_center_of_mass_raw"] == pytest.approx(expected, abs=0.01)
+
+
+def test_a_beam_on_a_high_pedestal_keeps_its_centre_of_mass():
+    # The simulated camera's proportions: sigma 25, peak 40000 on 1000, beam well off the frame's middle.
+    width, height, x0, y0 = 640, 480, 100.3, 380.6
+    result = process(beam(x0=x0, y0=y0, sx=25.0, sy=25.0, amplitude=40000.0, offset=1000.0, shape=(height, width)),
+                     config())
+    assert result["x_center_of_mass"] == pytest.approx(x0, abs=0.05)
+    assert result["y_center_of_mass"] == pytest.approx(y0, abs=0.05)
+    assert result["x_rms"] == pytest.approx(25.0, abs=0.05) and result["y_rms"] == pytest.approx(25.0, abs=0.05)
+    # The pedestal holds twice the beam's intensity: the raw centre sits tens of pixels towards the middle.
+    assert result["x_center_of_mass_raw"] - x0 > 50 and y0 - result["y_center_of_mass_raw"] > 50
 
 
 def test_noisy_beam():
@@ -94,7 +129,11 @@ def test_noisy_beam():
         assert result[f"{axis}_fit_method"] == "gauss"
         assert result[f"{axis}_fit_mean"] == pytest.approx(center, abs=0.1)
         assert result[f"{axis}_fit_standard_deviation"] == pytest.approx(sigma, rel=0.01)
-        assert result[f"{axis}_fwhm"] == pytest.approx(FWHM_PER_SIGMA * sigma, rel=0.02)
+        assert abs(result[f"{axis}_fwhm"] - FWHM_PER_SIGMA * sigma) <= 2.0  # bounding samples, noisy
+        assert result[f"{axis}_center_of_mass"] == pytest.approx(center, abs=0.1)
+        assert result[f"{axis}_rms"] == pytest.approx(sigma, rel=0.02)
+        assert (result[f"{axis}_center_of_mass"], result[f"{axis}_rms"]) == pytest.approx(
+            cam_server_com_rms(result, axis), rel=1e-9)
     assert result["x_fit_amplitude"] == pytest.approx(AMPLITUDE * math.sqrt(2 * math.pi) * SY, rel=0.02)
     assert_json_ready(result)
 
@@ -129,7 +168,8 @@ def test_background_larger_than_uint16_image_clamps_at_zero():
     background = np.full((4, 5), 150, dtype=np.uint16)
     result = process(image, config(image_background_enable=True), background)
     assert result["min_value"] == 0.0 and result["max_value"] == 0.0 and result["intensity"] == 0.0
-    assert result["x_center_of_mass"] is None and result["x_fit_mean"] is None
+    assert result["x_center_of_mass"] is None and result["x_center_of_mass_raw"] is None
+    assert result["x_fit_mean"] is None and result["x_fwhm"] is None
     assert_json_ready(result)
 
 
@@ -144,6 +184,13 @@ def test_threshold_zeroes_pixels_below_it():
     assert result["x_profile"] == [0.0, 10.0, 15.0]
     assert result["y_profile"] == [14.0, 11.0]
     assert result["min_value"] == 0.0 and result["max_value"] == 9.0
+
+
+@pytest.mark.parametrize("threshold", [0, -1, -10.5])
+def test_a_threshold_of_zero_or_less_is_off(threshold):
+    # cam_server applies image_threshold only when it is > 0, so negative pixels survive.
+    result = process(np.array([[-20, -5, 3, 9]], dtype=np.int16), config(image_threshold=threshold))
+    assert result["x_profile"] == [-20.0, -5.0, 3.0, 9.0]
 
 
 def test_threshold_after_background():
@@ -206,9 +253,12 @@ def test_calibrated_axes():
     assert result["x_axis"][:2] == [5.0, pytest.approx(4.98)]
     assert result["x_fit_mean"] == pytest.approx(5.0 - 0.02 * X0, abs=0.01 * 0.02)
     assert result["x_fit_standard_deviation"] == pytest.approx(0.02 * SX, abs=0.01 * 0.02)
-    assert result["x_fwhm"] == pytest.approx(0.02 * FWHM_PER_SIGMA * SX, abs=0.05 * 0.02)
+    assert result["x_fwhm"] == pytest.approx(sampled_fwhm(X0, SX, 0.02), abs=1e-9)
     assert result["y_fit_mean"] == pytest.approx(-1.0 + 0.5 * Y0, abs=0.01 * 0.5)
-    assert result["y_rms"] > 0 and result["x_rms"] > 0
+    assert result["x_rms"] == pytest.approx(0.02 * SX, abs=0.01 * 0.02)
+    assert result["y_center_of_mass"] == pytest.approx(-1.0 + 0.5 * Y0, abs=0.01 * 0.5)
+    assert result["x_center_of_mass_raw"] == pytest.approx(5.0 - 0.02 * process(beam(), config())[
+        "x_center_of_mass_raw"], abs=1e-9)
     assert result["gr_x_fit_mean"] == pytest.approx(5.0 - 0.02 * X0, abs=0.01 * 0.02)
     # Amplitude and offset are intensities: the calibration leaves them alone.
     assert result["x_fit_amplitude"] == pytest.approx(process(beam(), config())["x_fit_amplitude"])
@@ -232,32 +282,35 @@ def test_good_region_narrows_the_fit():
     assert y_start < Y0 < y_end
     assert result["gr_x_fit_mean"] == pytest.approx(80.0, abs=0.05)
     assert result["gr_x_fit_standard_deviation"] == pytest.approx(8.0, rel=0.01)
-    assert abs(result["x_center_of_mass"] - 80.0) > 5  # the whole frame is biased
+    assert abs(result["x_center_of_mass_raw"] - 80.0) > 5  # the whole frame is biased
     assert result["gr_x_axis"][0] == x_start and len(result["gr_x_profile"]) == x_end - x_start
     assert result["gr_intensity"] < result["intensity"]
     assert result["gr_x_fit_method"] == "gauss"
 
 
 def band_mean(middle: float, width: float, center: float, sigma: float) -> float:
-    """Intensity-weighted mean position across a band of ``width`` pixels of a Gaussian beam."""
-    pixels = middle - (width - 1) / 2 + np.arange(width)
+    """Intensity-weighted mean position across a band of ``width`` pixels of a Gaussian beam.
+
+    As in cam_server, a band's reported middle is the first pixel of its second half."""
+    pixels = middle - width // 2 + np.arange(int(width))
     weights = np.exp(-0.5 * ((pixels - center) / sigma) ** 2)
     return float(pixels @ weights / weights.sum())
 
 
 def test_horizontal_slices_of_a_tilted_beam():
-    slope = 0.4
-    image = beam(offset=0.0, x0=150.0, y0=128.0, sx=20.0, sy=6.0, shear_y=slope)
+    # Each band's y-profile is a mixture of Gaussians spread along the tilt; its Gaussian fit (cam_server's
+    # per-slice fit) sits within 0.05 px of the mixture's weighted mean.
+    slope, x0 = 0.4, 150.4
+    image = beam(offset=0.0, x0=x0, y0=128.0, sx=20.0, sy=6.0, shear_y=slope)
     result = process(image, config(image_good_region={"threshold": 0.2, "gfscale": 2.0},
                                    image_slices={"number_of_slices": 5, "scale": 2.0, "orientation": "horizontal"}))
     assert result["slice_orientation"] == "horizontal" and result["slice_amount"] == 5
-    assert result["slice_length"] == 8.0  # 2 sigma / 5 slices = 8 px
-    centers_x = [result[f"slice_{i}_center_x"] for i in range(5)]
-    assert centers_x == pytest.approx([150.0 + 8.0 * k for k in (-2, -1, 0, 1, 2)], abs=0.5)
+    # 2 sigma / 5 = 8 px: index(154.4) - index(150.4) = 4 = half a band; the middle band is columns 146..153.
+    assert result["slice_length"] == 8.0
+    assert [result[f"slice_{i}_center_x"] for i in range(5)] == [150.0 + 8.0 * k for k in (-2, -1, 0, 1, 2)]
     for i in range(5):
-        # Each band's centre follows the tilt at the band's own weighted mean x.
-        mean_x = band_mean(result[f"slice_{i}_center_x"], result["slice_length"], 150.0, 20.0)
-        assert result[f"slice_{i}_center_y"] == pytest.approx(128.0 + slope * (mean_x - 150.0), abs=0.01)
+        mean_x = band_mean(result[f"slice_{i}_center_x"], result["slice_length"], x0, 20.0)
+        assert result[f"slice_{i}_center_y"] == pytest.approx(128.0 + slope * (mean_x - x0), abs=0.05)
         assert result[f"slice_{i}_standard_deviation"] == pytest.approx(6.0, rel=0.02)
         assert result[f"slice_{i}_intensity"] > 0
     assert result["coupling_slope"] == pytest.approx(slope, abs=0.02)
@@ -266,16 +319,31 @@ def test_horizontal_slices_of_a_tilted_beam():
 
 
 def test_vertical_slices_of_a_tilted_beam_and_even_count():
-    slope = -0.5
-    image = beam(offset=0.0, x0=150.0, y0=128.0, sx=5.0, sy=24.0, shear_x=slope)
+    slope, y0 = -0.5, 128.3
+    image = beam(offset=0.0, x0=150.0, y0=y0, sx=5.0, sy=24.0, shear_x=slope)
     result = process(image, config(image_slices={"number_of_slices": 4, "scale": 3.0}))
     assert result["slice_orientation"] == "vertical"
     assert result["slice_amount"] == 5  # even counts get a middle slice
-    assert result["slice_length"] == 14.0  # 3 sigma / 5 slices = 14.4 -> 2 * 7 px
+    assert result["slice_length"] == 14.0  # 3 sigma / 5 = 14.4: index(135.5) - index(128.3) = 7 = half a band
+    assert [result[f"slice_{i}_center_y"] for i in range(5)] == [128.0 + 14.0 * k for k in (-2, -1, 0, 1, 2)]
     for i in range(5):
-        mean_y = band_mean(result[f"slice_{i}_center_y"], result["slice_length"], 128.0, 24.0)
-        assert result[f"slice_{i}_center_x"] == pytest.approx(150.0 + slope * (mean_y - 128.0), abs=0.01)
-    assert result["slice_2_center_y"] == pytest.approx(128.0, abs=0.5)
+        mean_y = band_mean(result[f"slice_{i}_center_y"], result["slice_length"], y0, 24.0)
+        assert result[f"slice_{i}_center_x"] == pytest.approx(150.0 + slope * (mean_y - y0), abs=0.05)
+
+
+def test_slices_on_a_calibrated_axis():
+    # cam_server places bands on its axes: with a descending calibration the same rows are cut, and the
+    # centres, widths and length come out in units.
+    calibration = AxisCalibration(x_offset=5.0, x_scale=-0.02, y_offset=-1.0, y_scale=0.5)
+    cfg = config(image_slices={"number_of_slices": 3, "scale": 2.0})
+    image = beam(offset=0.0, x0=150.0, y0=128.3, sx=10.0, sy=24.0)
+    pixels, units = process(image, cfg), process(image, cfg, calibration=calibration)
+    for i in range(3):
+        assert units[f"slice_{i}_center_y"] == -1.0 + 0.5 * pixels[f"slice_{i}_center_y"]
+        assert units[f"slice_{i}_center_x"] == pytest.approx(5.0 - 0.02 * pixels[f"slice_{i}_center_x"], abs=1e-6)
+        assert units[f"slice_{i}_standard_deviation"] == pytest.approx(
+            0.02 * pixels[f"slice_{i}_standard_deviation"], rel=1e-6)
+    assert units["slice_length"] == 0.5 * pixels["slice_length"]
 
 
 def test_slices_that_do_not_fit_are_null():
@@ -314,8 +382,10 @@ def test_flat_and_zero_frames_have_no_centre():
         result = process(image, config(**EVERYTHING))
         assert result["x_fit_mean"] is None and result["x_fwhm"] is None and result["gr_x_fit_mean"] is None
         assert result["slice_0_center_x"] is None and result["coupling"] is None
+        assert result["good_region"] is None and result["gr_intensity"] is None  # cam_server's region is empty
     flat = process(np.full((50, 60), 7, dtype=np.uint16), config())
-    assert flat["x_center_of_mass"] == pytest.approx(29.5) and flat["min_value"] == flat["max_value"] == 7.0
+    assert flat["x_center_of_mass"] is None  # no fitted offset to measure above
+    assert flat["x_center_of_mass_raw"] == pytest.approx(29.5) and flat["min_value"] == flat["max_value"] == 7.0
 
 
 def test_nan_pixels_count_as_zero_and_are_left_out_of_min_max():

@@ -1,7 +1,8 @@
-"""Profile statistics, the Gaussian fit and slices, on 1-D and small 2-D data with known answers.
+"""Profile statistics and the Gaussian fit, checked against cam_server's definitions on small data.
 
-Tolerances: 1e-6 where the answer is exact arithmetic, 0.01 samples on a noise-free sampled
-Gaussian (sigma >= 5 samples), 0.05 samples on its FWHM (linear interpolation at the crossings).
+Expected values are worked out by hand from the definitions in docs/camera-processing.md (the
+arithmetic is in the comments). Tolerances: 1e-9 where the answer is exact arithmetic, 0.01
+samples on a noise-free sampled Gaussian (sigma >= 5 samples).
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ import numpy as np
 import pytest
 
 from camera.processing import gauss, gauss_fit
-from camera.processing.slices import linear_fit, slice_count, slice_image
-from camera.processing.stats import FWHM_PER_SIGMA, center_of_mass_rms, fwhm, good_region, profiles
+from camera.processing.stats import (
+    FWHM_PER_SIGMA,
+    center_of_mass_rms,
+    fwhm,
+    gauss_center_of_mass_rms,
+    good_region,
+    interpolated_fwhm,
+    profiles,
+)
 
 COORDS = np.arange(200, dtype=np.float64)
+AXIS7 = np.arange(7.0)
 
 
 def test_profiles_are_column_and_row_sums():
@@ -24,34 +33,92 @@ def test_profiles_are_column_and_row_sums():
     assert x_profile.dtype == np.float64
 
 
-def test_center_of_mass_and_rms():
+def test_raw_center_of_mass_includes_everything():
     assert center_of_mass_rms(np.array([0.0, 1.0, 2.0]), np.array([1.0, 0.0, 1.0])) == (1.0, 1.0)
     assert center_of_mass_rms(np.array([0.0, 1.0]), np.array([0.0, 0.0])) == (None, None)
     assert center_of_mass_rms(np.array([0.0, 1.0, 2.0]), np.array([-1.0, 3.0, -1.0])) == (1.0, None)
 
 
-def test_fwhm_of_a_gaussian_and_of_a_triangle():
-    assert fwhm(gauss(COORDS, 3.0, 50.0, 90.4, 7.5)) == pytest.approx(FWHM_PER_SIGMA * 7.5, abs=0.05)
-    assert fwhm(np.array([0.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0, 0.0])) == pytest.approx(4.0)
+def test_cam_server_center_of_mass_cuts_at_5_sigma_without_renormalising():
+    profile = np.array([3.0, 2.0, 4.0, 8.0, 4.0, 2.0, 7.0])
+    # offset 2 -> weights [1, 0, 2, 6, 2, 0, 5], sum 16; mean 3, sigma 0.5: |x - 3| > 2.5 drops x = 0 and 6,
+    # leaving p = [0, 0, 2, 6, 2, 0, 0] / 16 (sum 10/16, not scaled back to 1).
+    com, rms = gauss_center_of_mass_rms(AXIS7, profile, 2.0, 3.0, 0.5)
+    assert com == pytest.approx((2 * 2 + 3 * 6 + 4 * 2) / 16, abs=1e-12)  # 1.875; renormalised it would be 3
+    variance = ((2 - 1.875) ** 2 * 2 + (3 - 1.875) ** 2 * 6 + (4 - 1.875) ** 2 * 2) / 16
+    assert rms == pytest.approx(math.sqrt(variance), abs=1e-12)
+    # 5 sigma = 3 keeps x = 0 and 6 (exactly 3 away): the whole offset-subtracted profile, sum 1.
+    com, _ = gauss_center_of_mass_rms(AXIS7, profile, 2.0, 3.0, 0.6)
+    assert com == pytest.approx((0 * 1 + 2 * 2 + 3 * 6 + 4 * 2 + 6 * 5) / 16, abs=1e-12)
+
+
+def test_cam_server_center_of_mass_depends_on_the_axis_zero():
+    # Not renormalised, sum(p) = 10/16 above: shifting the axis by 10 moves the result by 10 * 10/16.
+    profile = np.array([3.0, 2.0, 4.0, 8.0, 4.0, 2.0, 7.0])
+    com, _ = gauss_center_of_mass_rms(AXIS7 + 10.0, profile, 2.0, 13.0, 0.5)
+    assert com == pytest.approx(1.875 + 10.0 * 10 / 16, abs=1e-12)
+
+
+def test_cam_server_center_of_mass_of_a_gaussian_on_a_pedestal():
+    profile = gauss(COORDS, 500.0, 300.0, 61.3, 7.0)  # the pedestal pulls the raw centre towards 99.5
+    com, rms = gauss_center_of_mass_rms(COORDS, profile, 500.0, 61.3, 7.0)
+    assert com == pytest.approx(61.3, abs=0.01) and rms == pytest.approx(7.0, abs=0.01)
+    raw, _ = center_of_mass_rms(COORDS, profile)
+    assert raw > 61.3 + 20
+
+
+def test_cam_server_center_of_mass_without_signal_above_the_offset():
+    assert gauss_center_of_mass_rms(AXIS7, np.full(7, 4.0), 4.0, 3.0, 1.0) == (None, None)
+
+
+def test_fwhm_is_the_distance_between_the_bounding_samples():
+    profile = np.array([0.0, 1.0, 3.0, 6.0, 10.0, 7.0, 4.0, 2.0, 0.0])
+    # Half height 5 above the minimum 0: nearest samples at or below it are index 2 (3) and 6 (4).
+    assert fwhm(np.arange(9.0), profile) == 4.0
+    assert interpolated_fwhm(profile) == pytest.approx((5 + 2 / 3) - (2 + 2 / 3))  # 3: only the fit's start
+    assert fwhm(10.0 - 0.5 * np.arange(9.0), profile) == 2.0  # on a calibrated, descending axis
+    assert fwhm(np.arange(5.0), np.array([0.0, 5.0, 10.0, 5.0, 0.0])) == 2.0  # exactly half is outside
+
+
+def test_fwhm_runs_to_the_end_of_the_profile_on_a_side_without_a_crossing():
+    assert fwhm(np.arange(5.0), np.array([0.0, 2.0, 10.0, 9.0, 8.0])) == 4.0 - 1.0
+    assert fwhm(np.arange(5.0), np.array([10.0, 9.0, 8.0, 1.0, 0.0])) == 3.0 - 0.0
+
+
+def test_fwhm_of_a_sampled_gaussian_is_within_a_sample_each_side():
+    width = fwhm(COORDS, gauss(COORDS, 3.0, 50.0, 90.4, 7.5))
+    half = FWHM_PER_SIGMA * 7.5 / 2
+    assert width == math.ceil(90.4 + half) - math.floor(90.4 - half)
+
+
+@pytest.mark.parametrize("profile", [np.zeros(5), np.ones(5), np.array([1.0]), np.array([1.0, np.nan, 2.0])])
+def test_fwhm_is_none_without_a_peak(profile):
+    assert fwhm(np.arange(float(profile.size)), profile) is None
 
 
 @pytest.mark.parametrize("profile", [np.zeros(5), np.ones(5), np.array([5.0, 4.0, 3.0]), np.array([1.0, 2.0]),
                                      np.array([0.0, 1.0, 2.0, 3.0])])
-def test_fwhm_is_none_without_a_whole_peak(profile):
-    assert fwhm(profile) is None
+def test_interpolated_fwhm_is_none_without_a_whole_peak(profile):
+    assert interpolated_fwhm(profile) is None
 
 
 def test_good_region_follows_cam_server():
     profile = np.array([0, 0, 1, 5, 10, 5, 1, 0, 0, 0], dtype=np.float64)
-    # Level 0.3 * 10 = 3: samples 3..5 (3 wide); gfscale 1.8 adds 3 * 0.8 / 2 = 1.2 each side.
-    assert good_region(profile, 0.3, 1.8) == (1, 8)
-    assert good_region(profile, 0.3, 1.0) == (3, 6)
-    assert good_region(profile, 0.3, 100.0) == (0, 10)
-    assert good_region(profile, 0.0, 1.0) == (0, 10)
-    assert good_region(profile, 1.0, 1.0) == (4, 5)
-    assert good_region(profile, 0.3, 0.01) == (4, 5)
-    assert good_region(np.ones(4), 0.3, 1.8) == (0, 4)
+    # Level 0.3 * 10 = 3. From the peak (4): first below on the left is 2, on the right 6. Width 4;
+    # gfscale 1.8 adds 4 * 0.8 / 2 = 1.6 each side: [0.4, 7.6] -> int -> [0, 7).
+    assert good_region(profile, 0.3, 1.8) == (0, 7)
+    assert good_region(profile, 0.3, 1.0) == (2, 6)
+    assert good_region(profile, 0.3, 100.0) == (0, 9)  # the end is clipped at the last index
+    assert good_region(profile, 1.0, 1.0) == (3, 5)  # level = max: the peak and the sample before it
+    assert good_region(profile, 0.3, 0.5) == (3, 5)  # [2 + 1, 6 - 1]
+    assert good_region(profile, 0.0, 1.8) == (4, 4)  # nothing below the level: empty
+    assert good_region(np.ones(4), 0.3, 1.8) == (0, 0)  # flat: empty, as cam_server's (its fit then fails)
     assert good_region(np.zeros(0), 0.3, 1.8) == (0, 0)
+
+
+def test_good_region_never_looks_at_index_0():
+    # Only index 0 is below the level 3 on the left: cam_server's search stops at 1, so the start stays at the peak.
+    assert good_region(np.array([1.0, 10.0, 9.0, 8.0, 0.0]), 0.3, 1.0) == (1, 4)
 
 
 def test_noise_free_fit_is_exact():
@@ -104,40 +171,17 @@ def test_fit_of_a_single_spike():
     assert fit is not None and fit.mean == pytest.approx(20.0, abs=0.01) and math.isfinite(fit.standard_deviation)
 
 
-def test_slice_count_is_odd():
-    assert [slice_count(n) for n in (1, 2, 3, 4, 11)] == [1, 3, 3, 5, 11]
+def test_fit_on_a_finely_calibrated_axis():
+    # Slices are fitted on calibrated axes: a 0.02 unit step must not hit a floor meant for pixels.
+    axis = 5.0 - 0.02 * COORDS
+    fit = gauss_fit(axis, gauss(COORDS, 2.0, 80.0, 101.7, 1.5))
+    assert fit.method == "gauss"
+    assert fit.mean == pytest.approx(5.0 - 0.02 * 101.7, abs=1e-4)
+    assert fit.standard_deviation == pytest.approx(0.02 * 1.5, rel=1e-3)
 
 
-def test_slices_of_a_column_band_image():
-    image = np.zeros((24, 9))
-    image[:, 4] = 1.0  # a vertical line at x = 4: every horizontal band centres on it
-    result = slice_image(image, np.arange(9.0), np.arange(24.0), 11.5, 4.0, number_of_slices=3, scale=6.0,
-                         orientation="vertical")
-    assert result.amount == 3 and result.width == 8  # 6 sigma / 3 slices
-    assert [s.center_y for s in result.slices] == [3.5, 11.5, 19.5]
-    assert [s.center_x for s in result.slices] == [4.0, 4.0, 4.0]
-    assert [s.standard_deviation for s in result.slices] == [0.0, 0.0, 0.0]
-    assert [s.intensity for s in result.slices] == [8.0, 8.0, 8.0]
-
-
-def test_slices_outside_the_image_are_omitted():
-    image = np.ones((10, 10))
-    assert slice_image(image, np.arange(10.0), np.arange(10.0), 50.0, 2.0, number_of_slices=3, scale=2.0,
-                       orientation="horizontal").slices == []
-    result = slice_image(image, np.arange(10.0), np.arange(10.0), 1.5, 2.0, number_of_slices=5, scale=10.0,
-                         orientation="horizontal")
-    assert len(result.slices) == 1 and result.slices[0].center_x == 1.5
-
-
-def test_empty_band_has_no_statistics():
-    image = np.zeros((10, 10))
-    image[4:6, :] = 1.0
-    result = slice_image(image, np.arange(10.0), np.arange(10.0), 4.5, 1.0, number_of_slices=3, scale=6.0,
-                         orientation="vertical")
-    assert result.slices[0] is None and result.slices[1] is not None and result.slices[2] is None
-
-
-def test_linear_fit():
-    assert linear_fit([0.0, 1.0, 2.0], [1.0, 3.0, 5.0]) == pytest.approx((2.0, 1.0))
-    assert linear_fit([1.0], [1.0]) is None
-    assert linear_fit([1.0, 1.0], [0.0, 2.0]) is None
+def test_fit_on_axis_maps_position_and_width_only():
+    fit = gauss_fit(COORDS, gauss(COORDS, 12.0, 300.0, 97.3, 9.1)).on_axis(5.0, -0.02)
+    assert fit.mean == pytest.approx(5.0 - 0.02 * 97.3, abs=1e-4)
+    assert fit.standard_deviation == pytest.approx(0.02 * 9.1, abs=1e-4)
+    assert fit.amplitude == pytest.approx(300.0, rel=1e-3) and fit.offset == pytest.approx(12.0, abs=0.3)
