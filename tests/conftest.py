@@ -8,7 +8,7 @@ from subprocess import Popen
 import pytest
 
 from devices.sources.ca_context import attach as attach_ca
-from tests.support.ad_ioc import ad_ioc_fixture
+from tests.support.ad_ioc_process import ad_ioc_fixture
 from tests.support.ioc import IocProcess, configure_ca_client_env, free_port, start_repeater
 
 # ---------------------------------------------------------------------------
@@ -72,7 +72,7 @@ def queue_server(tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
-# The Area Detector-like IOC (tests/support/ad_ioc.py): one detector per data type, AD_<type>:.
+# The Area Detector-like IOC (tests/support/ad_ioc.py, run by tests/support/ad_ioc_process.py): one detector per data type, AD_<type>:.
 ad_ioc = ad_ioc_fixture(AD_IOC_PORT)
 
 

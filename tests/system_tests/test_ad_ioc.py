@@ -28,7 +28,7 @@ from tests.support.ad_frames import (
     make_frame,
     max_elements,
 )
-from tests.support.ad_ioc import AdIocProcess
+from tests.support.ad_ioc_process import AdIocProcess
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(60)]
 

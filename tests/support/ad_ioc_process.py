@@ -1,0 +1,88 @@
+"""Running the Area Detector look-alike IOC (``tests/support/ad_ioc.py``) for tests: the
+subprocess, a free port that libca already searches, and the pytest fixture."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal
+
+import pytest
+
+from devices.demo.procio import read_line
+from tests.support.ioc import HOST, PROJECT_ROOT, START_TIMEOUT, IocProcess
+
+
+class AdIocProcess(IocProcess):
+    """The AD IOC as a subprocess on 127.0.0.1:``port``; ``pv("UInt16", "cam1:SizeX")`` names its PVs."""
+
+    def pv(self, data_type: str, suffix: str) -> str:
+        return f"{self.prefix}{data_type}:{suffix}"
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Spawn the IOC and return once it printed READY; raise with its stderr otherwise."""
+        if self.running:
+            raise RuntimeError(f"AD IOC {self.prefix} is already running")
+        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the IOC
+        cmd = [sys.executable, "-m", "tests.support.ad_ioc", "--prefix", self.prefix, "--host", HOST,
+               "--port", str(self.port), "--exit-with-parent", *self.extra_args]
+        self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=self._stderr)
+        line = read_line(self.proc, timeout)
+        if line != f"READY {self.prefix} {self.port}":
+            self.stop()
+            raise RuntimeError(f"AD IOC {self.prefix} on port {self.port} did not come up "
+                               f"(stdout {line!r}):\n{self.stderr_text()}")
+
+
+def searched_free_port() -> int:
+    """A port of EPICS_CA_ADDR_LIST that nothing serves on now, last first.
+
+    For test modules run before ``tests/conftest.py`` reserves a port for this IOC: libca
+    searches only the ports listed when it started, and ``restartable_ioc``'s (listed last)
+    is free between its tests.
+    """
+    for entry in reversed(os.environ.get("EPICS_CA_ADDR_LIST", "").split()):
+        host, _, port = entry.rpartition(":")
+        if host == HOST and port.isdigit():
+            if free_ca_port_is(int(port)):
+                return int(port)
+    raise RuntimeError("no port of EPICS_CA_ADDR_LIST is free for the AD IOC")
+
+
+def free_ca_port_is(port: int) -> bool:
+    """Whether ``port`` on 127.0.0.1 is free for both TCP and UDP right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        try:
+            tcp.bind((HOST, port))
+            udp.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+Scope = Literal["session", "package", "module", "class", "function"]
+
+
+def ad_ioc_fixture(port: int | Callable[[], int] = searched_free_port, *, prefix: str = "AD_",
+                   scope: Scope = "session", extra_args: Sequence[str] = (), name: str = "ad_ioc") -> Any:
+    """A pytest fixture running the AD IOC on ``port`` (or the port a callable gives at setup).
+
+    In a conftest: ``ad_ioc = ad_ioc_fixture(AD_IOC_PORT)``, the port also in EPICS_CA_ADDR_LIST.
+    It needs the ``ca_repeater`` fixture of ``tests/conftest.py``.
+    """
+
+    @pytest.fixture(scope=scope, name=name)
+    def _ad_ioc(ca_repeater: subprocess.Popen[bytes]) -> Iterator[AdIocProcess]:
+        proc = AdIocProcess(prefix, port() if callable(port) else port, list(extra_args))
+        proc.start()
+        try:
+            yield proc
+        finally:
+            proc.stop()
+
+    return _ad_ioc
