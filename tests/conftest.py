@@ -72,7 +72,8 @@ def queue_server(tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
-# The Area Detector-like IOC (tests/support/ad_ioc.py, run by tests/support/ad_ioc_process.py): one detector per data type, AD_<type>:.
+# The Area Detector-like IOC (tests/support/ad_ioc.py, run by ad_ioc_process.py): one detector
+# per data type, AD_<type>:.
 ad_ioc = ad_ioc_fixture(AD_IOC_PORT)
 
 
