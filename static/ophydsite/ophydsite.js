@@ -8,8 +8,12 @@
  *   client.subscribe(["IOC:m1"]);
  *   await client.set("IOC:m1", 5);            // resolves with the server's reply, rejects on refusal
  *
- * One state per PV (or device signal) merges value and metadata messages; subscriptions are
- * re-sent after a reconnect, which happens by itself with a growing delay.
+ *   const camera = new OphydSite.Camera("/api/v1/camera-socket", { camera: "sim", max_fps: 10 });
+ *   camera.onFrame((jpeg) => { img.src = URL.createObjectURL(jpeg); });
+ *
+ * One state per PV (or device signal) merges value and metadata messages; subscriptions (and a
+ * camera's request) are re-sent after a reconnect, which happens by itself with a growing delay.
+ * A URL that starts with "/" is a socket on the page's own server.
  */
 (function (root, factory) {
   if (typeof module === "object" && module.exports) module.exports = factory();
@@ -35,8 +39,9 @@
     return state;
   }
 
-  /** The value as an operator should read it: enum strings, the PV's precision, units. */
-  function format(state) {
+  /** The value as an operator should read it: enum strings, the PV's precision, units (leave
+   *  them out with {units: false} where a page shows them in a column of their own). */
+  function format(state, { units = true } = {}) {
     if (!state || !state.hasValue) return "…";
     let value = state.value;
     if (state.enum_strs && typeof value === "number" && state.enum_strs[value] !== undefined) {
@@ -48,7 +53,7 @@
     } else if (value === null) {
       value = "—";
     }
-    return state.units ? value + " " + state.units : String(value);
+    return units && state.units ? value + " " + state.units : String(value);
   }
 
   /** Which key a message is about, on either socket (device messages carry device and signal). */
@@ -58,34 +63,102 @@
     return null;
   }
 
-  class Client {
+  /** ws:// or wss:// (as the page's own scheme) on the page's host, or on `where` (a Location). */
+  function socketUrl(path, where) {
+    const page = where || (typeof location !== "undefined" ? location : null);
+    if (!page) throw new Error("no page to take the host from: pass a ws:// URL");
+    return (page.protocol === "https:" ? "wss://" : "ws://") + page.host + path;
+  }
+
+  /** One WebSocket kept open: reopened by itself with a growing delay; status and error
+   *  listeners. Subclasses say what to send on open (_opened), what a message means (_receive)
+   *  and what a lost connection means (_lost). */
+  class Connection {
+    constructor(url, options, defaults) {
+      this.url = url.startsWith("/") ? socketUrl(url) : url;
+      this.options = Object.assign({ reconnectMs: 500, maxReconnectMs: 10000 }, defaults, options);
+      this.WebSocket = options.WebSocket || (typeof WebSocket !== "undefined" ? WebSocket : null);
+      if (!this.WebSocket) throw new Error("no WebSocket implementation: pass options.WebSocket");
+      this.listeners = { status: [], error: [] };
+      this.connected = false;
+      this.told = null; // the last status listeners heard
+      this.closed = false;
+      this.delay = this.options.reconnectMs;
+      this.reconnects = 0;
+    }
+
+    onStatus(fn) { this.listeners.status.push(fn); return this; }
+    onError(fn) { this.listeners.error.push(fn); return this; }
+
+    close() {
+      this.closed = true;
+      if (this.socket) this.socket.close();
+    }
+
+    _opened() {}
+    _lost() {}
+    _receive() {}
+
+    _send(message) {
+      if (!this.socket || this.socket.readyState !== 1) return false;
+      this.socket.send(JSON.stringify(message));
+      return true;
+    }
+
+    _emit(kind, ...args) {
+      if (kind === "status") this.told = args[0];
+      for (const fn of this.listeners[kind]) {
+        try { fn(...args); } catch (err) { if (kind !== "error") this._emit("error", err); }
+      }
+    }
+
+    _open() {
+      const socket = new this.WebSocket(this.url);
+      if (this.options.binaryType) socket.binaryType = this.options.binaryType;
+      this.socket = socket;
+      socket.onopen = () => {
+        this.connected = true;
+        this.delay = this.options.reconnectMs;
+        this._emit("status", true);
+        this._opened();
+      };
+      socket.onmessage = (event) => this._receive(event.data);
+      let ended = false;
+      const finish = () => {
+        if (ended) return;
+        ended = true;
+        this.connected = false;
+        if (this.told !== false) this._emit("status", false); // also when the first connect fails
+        this._lost();
+        if (this.closed) return;
+        this.reconnects += 1;
+        setTimeout(() => { if (!this.closed) this._open(); }, this.delay);
+        this.delay = Math.min(this.delay * 2, this.options.maxReconnectMs);
+      };
+      socket.onclose = finish;
+      // Browsers follow a failed connection's error with close; Node's WebSocket does not.
+      socket.onerror = () => { if (socket.readyState !== 1) finish(); };
+    }
+  }
+
+  class Client extends Connection {
     /**
-     * @param {string} url  ws(s)://host/api/v1/pv-socket or .../device-socket
+     * @param {string} url  ws(s)://host/api/v1/pv-socket or .../device-socket (or just the path)
      * @param {object} [options]  {WebSocket, reconnectMs (first delay, 500), maxReconnectMs (10000),
      *                             readOnly (subscribe with subscribeReadOnly), setTimeoutMs (60000)}
      */
     constructor(url, options = {}) {
-      this.url = url;
-      this.kind = /device-socket/.test(url) ? "device" : "pv";
-      this.options = Object.assign({ reconnectMs: 500, maxReconnectMs: 10000, readOnly: false, setTimeoutMs: 60000 },
-        options);
-      this.WebSocket = options.WebSocket || (typeof WebSocket !== "undefined" ? WebSocket : null);
-      if (!this.WebSocket) throw new Error("no WebSocket implementation: pass options.WebSocket");
+      super(url, options, { readOnly: false, setTimeoutMs: 60000 });
+      this.kind = /device-socket/.test(this.url) ? "device" : "pv";
       this.states = new Map(); // key -> merged state
       this.wanted = new Set(); // names to (re)subscribe
       this.pending = new Map(); // request id -> {resolve, reject, timer}
-      this.listeners = { change: [], status: [], error: [] };
+      this.listeners.change = [];
       this.nextId = 1;
-      this.connected = false;
-      this.closed = false;
-      this.delay = this.options.reconnectMs;
-      this.reconnects = 0;
       this._open();
     }
 
     onChange(fn) { this.listeners.change.push(fn); return this; }
-    onStatus(fn) { this.listeners.status.push(fn); return this; }
-    onError(fn) { this.listeners.error.push(fn); return this; }
 
     /** Start following names (PVs or devices); kept across reconnects. */
     subscribe(names) {
@@ -120,8 +193,7 @@
     state(key) { return this.states.get(key); }
 
     close() {
-      this.closed = true;
-      if (this.socket) this.socket.close();
+      super.close();
       for (const [, p] of this.pending) { clearTimeout(p.timer); p.reject(new Error("client closed")); }
       this.pending.clear();
     }
@@ -147,47 +219,15 @@
       this._send({ action: this.options.readOnly ? "subscribeReadOnly" : "subscribe", [this.kind + "s"]: list });
     }
 
-    _send(message) {
-      if (!this.socket || this.socket.readyState !== 1) return false;
-      this.socket.send(JSON.stringify(message));
-      return true;
+    _opened() {
+      if (this.wanted.size) this._subscribe(Array.from(this.wanted));
     }
 
-    _emit(kind, ...args) {
-      for (const fn of this.listeners[kind]) {
-        try { fn(...args); } catch (err) { if (kind !== "error") this._emit("error", err); }
+    _lost() {
+      for (const [key, state] of this.states) { // unmistakable: nothing shown is live any more
+        this.states.set(key, Object.assign({}, state, { connected: false }));
+        this._emit("change", key, this.states.get(key));
       }
-    }
-
-    _open() {
-      const socket = new this.WebSocket(this.url);
-      this.socket = socket;
-      socket.onopen = () => {
-        this.connected = true;
-        this.delay = this.options.reconnectMs;
-        this._emit("status", true);
-        if (this.wanted.size) this._subscribe(Array.from(this.wanted));
-      };
-      socket.onmessage = (event) => this._receive(event.data);
-      let ended = false;
-      const finish = () => {
-        if (ended) return;
-        ended = true;
-        const was = this.connected;
-        this.connected = false;
-        if (was) this._emit("status", false);
-        for (const [key, state] of this.states) { // unmistakable: nothing shown is live any more
-          this.states.set(key, Object.assign({}, state, { connected: false }));
-          this._emit("change", key, this.states.get(key));
-        }
-        if (this.closed) return;
-        this.reconnects += 1;
-        setTimeout(() => { if (!this.closed) this._open(); }, this.delay);
-        this.delay = Math.min(this.delay * 2, this.options.maxReconnectMs);
-      };
-      socket.onclose = finish;
-      // Browsers follow a failed connection's error with close; Node's WebSocket does not.
-      socket.onerror = () => { if (socket.readyState !== 1) finish(); };
     }
 
     _receive(text) {
@@ -215,5 +255,52 @@
     }
   }
 
-  return { Client: Client, merge: merge, format: format, keyOf: keyOf };
+  class Camera extends Connection {
+    /**
+     * A viewer on /api/v1/camera-socket: `request` (which camera or array PV, and settings such
+     * as max_fps; docs/protocol.md) is sent on every connect; each JPEG frame (a Blob) goes to
+     * onFrame with a running count, every other reply (the picture's shape, processing
+     * results, settings) to onMessage, errors to onError with .code.
+     * @param {object} [options]  {WebSocket, reconnectMs, maxReconnectMs, binaryType ("blob")}
+     */
+    constructor(url, request, options = {}) {
+      super(url, options, { binaryType: "blob" });
+      this.request = Object.assign({}, request);
+      this.listeners.frame = [];
+      this.listeners.message = [];
+      this.frames = 0;
+      this._open();
+    }
+
+    onFrame(fn) { this.listeners.frame.push(fn); return this; }
+    onMessage(fn) { this.listeners.message.push(fn); return this; }
+
+    /** Change this viewer's settings (e.g. {max_fps: 5}); kept for reconnects. False when not
+     *  connected (then they go with the next connect). */
+    send(settings) {
+      const kept = Object.assign({}, settings);
+      if ("toggleLogNormalization" in kept) { // the first message's name for it
+        kept.logNormalization = kept.toggleLogNormalization;
+        delete kept.toggleLogNormalization;
+      }
+      Object.assign(this.request, kept);
+      return this._send(settings);
+    }
+
+    _opened() { this._send(this.request); }
+
+    _receive(data) {
+      if (typeof data !== "string") {
+        this.frames += 1;
+        this._emit("frame", data, this.frames);
+        return;
+      }
+      let message;
+      try { message = JSON.parse(data); } catch (err) { this._emit("error", err); return; }
+      if (message.error !== undefined) this._emit("error", Object.assign(new Error(message.error), { code: message.code, reply: message }));
+      else this._emit("message", message);
+    }
+  }
+
+  return { Client: Client, Camera: Camera, merge: merge, format: format, keyOf: keyOf, socketUrl: socketUrl };
 });

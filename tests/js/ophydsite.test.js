@@ -8,7 +8,7 @@
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const path = require("node:path");
-const { Client, merge, format, keyOf } = require(path.join(__dirname, "..", "..", "static", "ophydsite", "ophydsite.js"));
+const { Client, Camera, merge, format, keyOf, socketUrl } = require(path.join(__dirname, "..", "..", "static", "ophydsite", "ophydsite.js"));
 
 const HTTP = process.env.OPHYDSITE_HTTP;
 const WS = HTTP ? HTTP.replace(/^http/, "ws") : null;
@@ -35,6 +35,73 @@ test("enums, arrays, nulls and device keys", () => {
   assert.equal(keyOf({ device: "motor1", signal: "motor1_user_readback" }), "motor1/motor1_user_readback");
   assert.equal(keyOf({ pv: "A:B" }), "A:B");
   assert.equal(keyOf({ action: "subscribe" }), null);
+});
+
+test("units left out for a page that shows them in a column; socket URLs from the page's address", () => {
+  const state = merge(merge(undefined, { pv: "X", value: 1.5 }), { pv: "X", sub_type: "meta", units: "V", precision: 3 });
+  assert.equal(format(state, { units: false }), "1.500");
+  assert.equal(format(state), "1.500 V");
+  assert.equal(socketUrl("/api/v1/pv-socket", { protocol: "http:", host: "h:8001" }), "ws://h:8001/api/v1/pv-socket");
+  assert.equal(socketUrl("/api/v1/camera-socket", { protocol: "https:", host: "h" }), "wss://h/api/v1/camera-socket");
+  assert.throws(() => socketUrl("/api/v1/pv-socket"), /ws:\/\/ URL/); // Node has no page
+});
+
+/** A WebSocket stand-in the test drives by hand: open(), receive(data), drop(). */
+function fakeWebSocket() {
+  const made = [];
+  class FakeSocket {
+    constructor(url) { this.url = url; this.readyState = 0; this.sent = []; made.push(this); }
+    send(text) { this.sent.push(JSON.parse(text)); }
+    close() { this.drop(); }
+    open() { this.readyState = 1; this.onopen(); }
+    receive(data) { this.onmessage({ data: data }); }
+    drop() { if (this.readyState !== 3) { this.readyState = 3; this.onclose(); } }
+  }
+  return { FakeSocket, made };
+}
+
+test("a first connect that fails is reported as lost, then each change once", async () => {
+  const { FakeSocket, made } = fakeWebSocket();
+  const client = new Client("ws://x/api/v1/pv-socket", { WebSocket: FakeSocket, reconnectMs: 1 });
+  const statuses = [];
+  client.onStatus((up) => statuses.push(up));
+  made[0].drop(); // the server is not there yet: the page shows its banner at once
+  await waitFor(() => made.length === 2, 1000, "a second attempt");
+  made[1].drop(); // still not there: nothing new to say
+  await waitFor(() => made.length === 3, 1000, "a third attempt");
+  made[2].open();
+  client.close();
+  assert.deepEqual(statuses, [false, true, false]);
+});
+
+test("a camera viewer sends its request on every connect and keeps changed settings", async () => {
+  const { FakeSocket, made } = fakeWebSocket();
+  const camera = new Camera("ws://x/api/v1/camera-socket", { camera: "sim", max_fps: 10 },
+    { WebSocket: FakeSocket, reconnectMs: 1 });
+  const frames = [], messages = [], errors = [];
+  camera.onFrame((frame, count) => frames.push([frame, count]));
+  camera.onMessage((message) => messages.push(message));
+  camera.onError((err) => errors.push(err));
+  assert.equal(made[0].binaryType, "blob");
+  assert.equal(camera.send({ max_fps: 5 }), false); // not connected yet: goes with the first message
+  made[0].open();
+  assert.deepEqual(made[0].sent, [{ camera: "sim", max_fps: 5 }]);
+  made[0].receive(JSON.stringify({ x: 640, y: 480, colorMode: "Mono", dataType: "UInt16" }));
+  made[0].receive(new Uint8Array([0xff, 0xd8]));
+  made[0].receive(new Uint8Array([0xff, 0xd9]));
+  made[0].receive(JSON.stringify({ error: "no such field", code: "unknown_field" }));
+  assert.deepEqual(messages, [{ x: 640, y: 480, colorMode: "Mono", dataType: "UInt16" }]);
+  assert.deepEqual(frames.map(([, count]) => count), [1, 2]);
+  assert.equal(errors.length, 1);
+  assert.equal(errors[0].code, "unknown_field");
+  assert.equal(camera.send({ toggleLogNormalization: true }), true);
+  assert.deepEqual(made[0].sent[1], { toggleLogNormalization: true });
+  made[0].drop();
+  await waitFor(() => made.length === 2, 1000, "the reconnect");
+  made[1].open(); // the same viewer again, log scale included (the first message's name for it)
+  assert.deepEqual(made[1].sent, [{ camera: "sim", max_fps: 5, logNormalization: true }]);
+  camera.close();
+  assert.equal(made.length, 2);
 });
 
 function waitFor(predicate, ms, what) {
@@ -83,6 +150,23 @@ test("live: the device socket, keyed by device and signal", { skip: !HTTP }, asy
       "the readback to follow");
   } finally {
     client.close();
+  }
+});
+
+test("live: the simulation camera's description and JPEG frames", { skip: !HTTP }, async () => {
+  const camera = new Camera(WS + "/api/v1/camera-socket", { camera: "sim", max_fps: 10, logNormalization: false });
+  const frames = [];
+  let shape = null;
+  camera.onMessage((message) => { if (message.x) shape = message; });
+  camera.onFrame((frame, count) => frames.push([frame, count]));
+  try {
+    await waitFor(() => frames.length >= 3, 15000, "three frames");
+    assert.deepEqual([shape.x, shape.y, shape.colorMode], [640, 480, "Mono"]);
+    const bytes = new Uint8Array(await frames[0][0].arrayBuffer());
+    assert.deepEqual([bytes[0], bytes[1]], [0xff, 0xd8]); // a JPEG
+    assert.deepEqual(frames.map(([, count]) => count).slice(0, 3), [1, 2, 3]);
+  } finally {
+    camera.close();
   }
 });
 
