@@ -14,7 +14,6 @@ from concurrent.futures import Executor
 from dataclasses import replace
 from typing import Any
 
-from devices.channel_layer.groups import pv_group
 from devices.channel_layer.jsonsafe import value_json
 from devices.sources.source import ChannelInfo, PropertyEvent, Source, SourceSink, ValueEvent
 
@@ -40,7 +39,6 @@ class PvEntry:
                  connect_timeout_s: float, executor: Executor | None = None) -> None:
         self.name = name
         self.executor = executor  # where calls into the source run (None: the loop's default)
-        self.group = pv_group(name)
         self._loop = loop
         self._publisher = publisher
         self._scalar_interval = 1.0 / scalar_rate_hz if scalar_rate_hz > 0 else 0.0
@@ -131,7 +129,7 @@ class PvEntry:
                           enum_strs=event.enum_strs if self.info.kind == "enum" else self.info.enum_strs)
         if updated != self.info:
             self.info = updated
-            self._publisher.to_group((self.name, "meta"), self.group, self.meta_message())
+            self._publisher.to_audience((self.name, "meta"), self, self.meta_message())
 
     def source_value(self, event: ValueEvent) -> None:
         if self._closed:
@@ -182,7 +180,7 @@ class PvEntry:
         self.ready.set()
         if was_ready:
             if changed:  # a property change while connected
-                self._publisher.to_group((self.name, "meta"), self.group, self.meta_message())
+                self._publisher.to_audience((self.name, "meta"), self, self.meta_message())
         elif self.fresh:
             self._publish_state()
         # otherwise the first value after (re)connecting publishes metadata and value together
@@ -196,7 +194,7 @@ class PvEntry:
         """Metadata and value now, bypassing the rate cap (connection, access, alarm)."""
         self._cancel_timer()
         self.announced = True
-        self._publisher.to_group((self.name, "meta"), self.group, self.meta_message())
+        self._publisher.to_audience((self.name, "meta"), self, self.meta_message())
         if self.last is not None or not self.connected:
             self._send_value()
 
@@ -236,7 +234,7 @@ class PvEntry:
         if event is not None and self._encoded_for is not event and _size(event.value) > ENCODE_OFF_LOOP:
             self._encode_off_loop(event)
             return
-        self._publisher.to_group((self.name, "value"), self.group, self.value_message())
+        self._publisher.to_audience((self.name, "value"), self, self.value_message())
 
     def _encode_off_loop(self, event: ValueEvent) -> None:
         """Big arrays are turned into JSON on a worker thread so the loop keeps serving."""
@@ -251,7 +249,7 @@ class PvEntry:
             if self._closed or f.cancelled() or f.exception() is not None:
                 return
             self._encoded_for, self._encoded_text = event, f.result()
-            self._publisher.to_group((self.name, "value"), self.group, self.value_message())
+            self._publisher.to_audience((self.name, "value"), self, self.value_message())
             if self.last is not event and self.ready.is_set():
                 self._publish_value_capped()
 
@@ -309,8 +307,7 @@ class PvEntry:
         """Send the current state to one hub that just joined (it may have missed it)."""
         if not self.announced:
             return
-        self._publisher.to_channel((channel, self.name, "meta"), channel, self.meta_message())
-        self._publisher.to_channel((channel, self.name, "value"), channel, self.value_message())
+        self._publisher.snapshot(channel, self.name, self)
 
     # --- interest -----------------------------------------------------------------------
 

@@ -20,8 +20,11 @@ STOP = "bridge.stop"  # worker → bridge: {hub, request, pv}; stop the position
 RELOAD = "bridge.reload"  # worker → bridge: {hub, request}; reload the device registry
 DESCRIBE = "bridge.describe"  # worker → bridge: {hub, request, devices}; reply {devices: {name: plan|None}, known}
 REPLY = "bridge.reply"  # bridge → worker channel: {request, outcome}
-PV_VALUE = "pv.value"  # bridge → group / worker channel
-PV_META = "pv.meta"  # bridge → group / worker channel
+PV_VALUE = "pv.value"  # an update of a PV's value, inside a batch
+PV_META = "pv.meta"  # an update of a PV's metadata, inside a batch
+# bridge → worker channel, per tick: {updates: JSON text of a list of pv.value / pv.meta
+# messages}, the updates of the PVs this worker leases (see bridge/publisher.py).
+PV_BATCH = "pv.batch"
 # The Queue Server console (qsconsole/relay.py): the bridge reads it once for the deployment.
 CONSOLE_GROUP = "qs.console"  # hubs with console clients join it
 CONSOLE_WATCH = "console.watch"  # worker → bridge: {hub}; start reading the console (idempotent)

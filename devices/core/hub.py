@@ -1,10 +1,11 @@
-"""The per-process hub: one group membership per PV, fanned out to local clients.
+"""The per-process hub: one interest per PV, fanned out to local clients.
 
 Clients never join channel-layer groups themselves (measured several times slower, see
-ARCHITECTURE.md). The hub joins a PV's group when its first local client subscribes,
-keeps the PV's latest value and metadata so a new client is served at once, and hands
-each update to every local client's mailbox. Interest in a PV is a lease renewed with the
-bridge, so a crashed worker's PVs are released.
+ARCHITECTURE.md). The hub leases a PV from the bridge when its first local client
+subscribes; the bridge then sends the PV's updates to the hub's channel, batched per tick
+(``pv.batch``). The hub keeps each PV's latest value and metadata so a new client is served
+at once, and hands each update to every local client's mailbox. Leases are renewed, so a
+crashed worker's PVs are released.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+import orjson
 from channels.exceptions import ChannelFull
 
 from devices.channel_layer import messages as m
-from devices.channel_layer.groups import pv_group
 from devices.channel_layer.reader import serve_channel
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,6 @@ class Hub:
             for update in self._state.get(name, {}).values():
                 client.deliver(name, update)
         if new:
-            await asyncio.gather(*(self._layer.group_add(pv_group(n), self.channel) for n in new))
             await self._command(m.SUBSCRIBE, new)
 
     async def unsubscribe(self, client: HubClient, names: Iterable[str]) -> None:
@@ -135,7 +135,6 @@ class Hub:
                 self._state.pop(name, None)
                 gone.append(name)
         if gone:
-            await asyncio.gather(*(self._layer.group_discard(pv_group(n), self.channel) for n in gone))
             await self._command(m.RELEASE, gone)
 
     def current(self, name: str) -> list[Update]:
@@ -229,7 +228,9 @@ class Hub:
 
     def dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind == m.PV_VALUE:
+        if kind == m.PV_BATCH:
+            self._on_batch(message.get("updates") or "[]")
+        elif kind == m.PV_VALUE:
             self._on_update(Update("value", message))
         elif kind == m.PV_META:
             self._on_update(Update("meta", message))
@@ -254,6 +255,15 @@ class Hub:
             future = self._requests.get(message.get("request", ""))
             if future is not None and not future.done():
                 future.set_result(message.get("outcome") or {})
+
+    def _on_batch(self, text: str) -> None:
+        """A tick's updates of the PVs this process leases, oldest first."""
+        for msg in orjson.loads(text):
+            kind = msg.get("type")
+            if kind == m.PV_VALUE:
+                self._on_update(Update("value", msg))
+            elif kind == m.PV_META:
+                self._on_update(Update("meta", msg))
 
     def _on_update(self, update: Update) -> None:
         name = update.msg["pv"]

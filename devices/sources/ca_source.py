@@ -12,6 +12,7 @@ import epics
 from epics import ca, dbr
 
 from .ca_put import put_with_status
+from .inbox import inbox_for
 from .source import ChannelInfo, PropertyEvent, PutCallback, SourceSink, ValueEvent
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ class CaSource:
     def __init__(self, name: str, loop: asyncio.AbstractEventLoop, sink: SourceSink) -> None:
         self.name = name
         self._loop = loop
+        self._inbox = inbox_for(loop)
         self._sink = sink
         self._pv: epics.PV | None = None
         # pyepics runs the connection callback inside PV() when the channel already exists
@@ -62,10 +64,7 @@ class CaSource:
         )
 
     def _hand_off(self, fn: Callable[[Any], None], arg: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(fn, arg)
-        except RuntimeError:
-            pass  # the loop is closed: this bridge has shut down
+        self._inbox.post(fn, arg)  # one loop wake-up per batch of events (inbox.py)
 
     def _on_monitor(self, value: Any = None, timestamp: float | None = None,
                     severity: int | None = None, status: int | None = None, **_: Any) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ophyd import Signal
 
+from .inbox import inbox_for
 from .source import ChannelInfo, PropertyEvent, PutCallback, SourceSink, ValueEvent
 
 
@@ -26,6 +27,7 @@ class OphydSignalSource:
         self.name = name
         self._mover = mover
         self._loop = loop
+        self._inbox = inbox_for(loop)
         self._sink = sink
         self._signal = signal
         self._tokens: list[int] = []
@@ -46,10 +48,7 @@ class OphydSignalSource:
             self._on_value(value=self._signal.get(), timestamp=self._signal.timestamp)
 
     def _hand_off(self, fn: Callable[[Any], None], arg: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(fn, arg)
-        except RuntimeError:
-            pass  # the loop is closed: this bridge has shut down
+        self._inbox.post(fn, arg)  # one loop wake-up per batch of events (inbox.py)
 
     def _on_value(self, value: Any = None, timestamp: float | None = None, **_: Any) -> None:
         """Runs on ophyd's callback thread. Must not block."""

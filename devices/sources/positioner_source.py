@@ -17,6 +17,7 @@ from typing import Any
 from ophyd.signal import EpicsSignalBase
 from ophyd.utils import DisconnectedError, LimitError
 
+from .inbox import inbox_for
 from .putcheck import PutRejected
 from .source import ChannelInfo, PropertyEvent, PutCallback, SourceSink, ValueEvent
 
@@ -31,6 +32,7 @@ class PositionerSource:
     def __init__(self, name: str, loop: asyncio.AbstractEventLoop, sink: SourceSink, positioner: Any) -> None:
         self.name = name
         self._loop = loop
+        self._inbox = inbox_for(loop)
         self._sink = sink
         self._positioner = positioner
         self._watched = [s for s in (getattr(positioner, a, None) for a in _WATCHED)
@@ -59,10 +61,7 @@ class PositionerSource:
                 self._on_readback(value=positioner.position)
 
     def _hand_off(self, fn: Callable[[Any], None], arg: Any) -> None:
-        try:
-            self._loop.call_soon_threadsafe(fn, arg)
-        except RuntimeError:
-            pass  # the loop is closed: this bridge has shut down
+        self._inbox.post(fn, arg)  # one loop wake-up per batch of events (inbox.py)
 
     def _on_readback(self, value: Any = None, timestamp: float | None = None, **_: Any) -> None:
         """Runs on ophyd's callback thread. Must not block."""
