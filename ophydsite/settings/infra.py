@@ -29,7 +29,10 @@ def channel_layers(redis_url: str | None, prefix: str = "ophydsite") -> dict[str
     if not redis_url:
         memory = {
             "BACKEND": "channels.layers.InMemoryChannelLayer",
-            "CONFIG": {"capacity": 10000, "expiry": 60},
+            # Hubs join their groups once and stay for the life of the process: the layer's
+            # default group_expiry (24 h) would drop a control-room screen's process from
+            # the registry, access and console groups after a day.
+            "CONFIG": {"capacity": 10000, "expiry": 60, "group_expiry": 10 * 365 * 24 * 3600},
         }
         return {"default": memory, "bridge": memory}
     # redis-py 8 times sockets out after 5 s, the same as channels-redis's blocking pop:

@@ -48,3 +48,19 @@ def test_serve_environment_wins_over_arguments():
     assert listen_settings(options, env) == ("127.0.0.1", 8002, "/b")
     with pytest.raises(CommandError, match="OAS_PORT"):
         listen_settings(options, {"OAS_PORT": "http"})
+
+
+async def test_in_memory_groups_outlive_a_day():
+    """A hub joins the registry group once; a week later it must still hear reloads."""
+    import time
+
+    from channels.layers import InMemoryChannelLayer
+
+    from ophydsite.settings.infra import channel_layers
+
+    layer = InMemoryChannelLayer(**channel_layers(None)["default"]["CONFIG"])
+    channel = await layer.new_channel()
+    await layer.group_add("devices.registry", channel)
+    layer.groups["devices.registry"][channel] = time.time() - 7 * 24 * 3600  # joined a week ago
+    await layer.group_send("devices.registry", {"type": "devices.reloaded"})
+    assert (await layer.receive(channel))["type"] == "devices.reloaded"
