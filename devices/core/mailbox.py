@@ -33,6 +33,8 @@ class Mailbox:
         self._on_stuck = on_stuck
         self._ready = asyncio.Event()
         self.closed = False
+        self._sending_since: float | None = None  # loop time the send in progress began
+        self._stalled = False
         self.sent = 0
         self.replaced = 0
 
@@ -87,19 +89,46 @@ class Mailbox:
 
     async def run(self) -> None:
         """Send until closed; one send at a time, so the socket's flow control applies."""
-        while not self.closed:
-            await self._ready.wait()
-            self._ready.clear()
+        loop = asyncio.get_running_loop()
+        runner = asyncio.current_task()
+        watchdog = loop.create_task(self._watch(runner), name="mailbox-watchdog")
+        try:
             while not self.closed:
-                text = self._next()
-                if text is None:
-                    break
-                try:
-                    await asyncio.wait_for(self._send(text), self._stall_timeout)
-                except TimeoutError:
-                    self._stuck(f"socket accepted nothing for {self._stall_timeout:g} s")
-                    return
-                except Exception:  # noqa: BLE001 - the peer went away; the consumer cleans up
-                    self.close()
-                    return
-                self.sent += 1
+                await self._ready.wait()
+                self._ready.clear()
+                while not self.closed:
+                    text = self._next()
+                    if text is None:
+                        break
+                    self._sending_since = loop.time()
+                    try:
+                        await self._send(text)
+                    except asyncio.CancelledError:
+                        if self._stalled:
+                            return  # the watchdog gave up on this socket
+                        raise
+                    except Exception:  # noqa: BLE001 - the peer went away; the consumer cleans up
+                        self.close()
+                        return
+                    self._sending_since = None
+                    self.sent += 1
+        finally:
+            watchdog.cancel()
+
+    async def _watch(self, runner: asyncio.Task[None] | None) -> None:
+        """Close a client whose socket accepts nothing for ``stall_timeout`` seconds.
+
+        One watchdog per mailbox rather than a timeout per send: ``asyncio.wait_for`` makes a
+        task for every message, a large share of the cost of a small update.
+        """
+        loop = asyncio.get_running_loop()
+        period = max(0.05, min(1.0, self._stall_timeout / 10))
+        while not self.closed:
+            await asyncio.sleep(period)
+            since = self._sending_since
+            if since is not None and loop.time() - since >= self._stall_timeout:
+                self._stalled = True
+                self._stuck(f"socket accepted nothing for {self._stall_timeout:g} s")
+                if runner is not None:
+                    runner.cancel()
+                return
