@@ -13,6 +13,7 @@ clients should get. Then K clients connect one after another and subscribe to ``
 they get are counted for ``--seconds``. A CA monitor of ``BENCH:mtr.RBV`` in this process
 (bench/camonitor.py) keeps the IOC's own timestamps, because the device socket's readback
 carries the time ophyd saw the value in the server, not the IOC's. Prints one JSON line.
+The IOC is always the caproto one (bench/ioc.py): the motor record is a caproto simulation.
 """
 
 from __future__ import annotations
@@ -207,7 +208,7 @@ async def measure(args: argparse.Namespace, stack: Stack, server: Proc,
     cpu_pct = cpu.percent()
     rss = round(psutil.Process(server.pid).memory_info().rss / 2**20, 1)
     server_health = health(port)
-    counts = await asyncio.to_thread(read_channel_counts, stack.env)
+    counts = await asyncio.to_thread(read_channel_counts, stack.env, ioc=stack.ioc)
     await asyncio.sleep(0.3)  # let the monitor get the window's last updates before matching
     for f in followers:
         await f.close()
@@ -270,7 +271,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = RESULTS_DIR / f"{stamp}-device-{args.socket}-k{args.clients}-{os.getpid()}"
     with Stack(run_dir) as stack:
-        stack.start_ca(count=0, rate=10.0, big_size=16, big_rate=1.0, motor=True,
+        stack.start_ca(count=0, rate=10.0, big_size=16, big_rate=1.0, motor=True, ioc="caproto",
                        ioc_env={} if args.caproto_batching else NO_BATCHING)
         env = {"OAS_LOG_LEVEL": args.log_level,
                "OAS_STARTUP_DIR": str(stack.write_startup("bench_motor.py", STARTUP))}

@@ -2,14 +2,16 @@
 
     python bench/ioc.py --prefix BENCH: --count 100 --rate 10 --host 127.0.0.1 --port 5064
 
-Serves ``<prefix>v0 .. v<M-1>`` (floats), ``<prefix>big`` (a float waveform),
+Serves ``<prefix>v0 .. v<M-1>`` (floats), ``<prefix>sp0 .. sp<N-1>`` (floats no one else
+writes, for the write benchmark), ``<prefix>big`` (a float waveform),
 ``<prefix>diag:channels`` (JSON {pvname: open CA channels}, computed on every read) and, with
 ``--motor``, ``<prefix>mtr``, the project's simulated motor record (-50..50 mm at 10 mm/s,
 RBV written at 20 Hz while it moves, each write stamped with its time), and
 prints ``READY <prefix> <port>`` on stdout once serving. Each value carries the time it was
 published as its timestamp, so a client's receive time minus the timestamp is the latency
 of everything in between. Updates run on an absolute schedule at a bounded rate: a caproto
-IOC that publishes unthrottled delivers nothing.
+IOC that publishes unthrottled delivers nothing. Client sockets have TCP_NODELAY
+(devices/demo/ioc.py, ``run_context``); the IOC exits when its parent dies.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from caproto.server import PVGroup, pvproperty
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from devices.demo.ioc import DemoContext, configure_beacons  # noqa: E402 - needs the path above
+from devices.demo.ioc import DemoContext, run_context, run_ioc  # noqa: E402 - needs the path above
 from devices.demo.ioc_pvs import BigWave  # noqa: E402
 from devices.demo.motor import motor_record_group  # noqa: E402
 
@@ -53,13 +55,15 @@ class BenchPVs(PVGroup):
                       doc="Rounds that started over one period late (the IOC fell behind).")
 
     def __init__(self, *args: Any, count: int, rate: float, big_size: int, big_rate: float,
-                 motor: bool = False, **kwargs: Any) -> None:
+                 setpoints: int = 0, motor: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.context: DemoContext | None = None  # set once the server exists
         self.period = 1.0 / rate
         self.scalars = [ChannelDouble(value=0.0, precision=3) for _ in range(count)]
         for index, channel in enumerate(self.scalars):
             self.pvdb[f"{self.prefix}v{index}"] = channel
+        for index in range(setpoints):
+            self.pvdb[f"{self.prefix}sp{index}"] = ChannelDouble(value=0.0, precision=3)
         self.pvdb[f"{self.prefix}big"] = BigWave(big_size, big_rate)
         if motor:  # its own group; the server context runs its startup hook (the motion loop)
             self.motor = motor_record_group(**MOTOR)(prefix=f"{self.prefix}mtr")
@@ -96,12 +100,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=10.0, help="updates per second of each PV (R)")
     parser.add_argument("--host", default="127.0.0.1", help="the one interface to serve on")
     parser.add_argument("--port", type=int, default=5064, help="CA server port (UDP and TCP)")
+    parser.add_argument("--setpoints", type=int, default=0, help="number of float PVs sp<i> to write")
     parser.add_argument("--big-size", type=int, default=200000, help="elements of <prefix>big")
     parser.add_argument("--big-rate", type=float, default=10.0, help="updates per second of <prefix>big")
     parser.add_argument("--motor", action="store_true", help="also serve the motor record <prefix>mtr")
     args = parser.parse_args(argv)
-    if args.count < 0 or not 0 < args.rate <= 1000:
-        parser.error("--count must be >= 0 and --rate in (0, 1000]")
+    if args.count < 0 or args.setpoints < 0 or not 0 < args.rate <= 1000:
+        parser.error("--count and --setpoints must be >= 0 and --rate in (0, 1000]")
     if args.big_size < 1 or not 0 < args.big_rate <= 100:
         parser.error("--big-size must be >= 1 and --big-rate in (0, 100]")
     return args
@@ -109,29 +114,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace) -> None:
     """Build the PVs and the server context, then serve until cancelled."""
-    group = BenchPVs(prefix=args.prefix, count=args.count, rate=args.rate,
-                     big_size=args.big_size, big_rate=args.big_rate, motor=args.motor)
+    group = BenchPVs(prefix=args.prefix, count=args.count, rate=args.rate, big_size=args.big_size,
+                     big_rate=args.big_rate, setpoints=args.setpoints, motor=args.motor)
     ctx = DemoContext(group.pvdb, [args.host])
     ctx.ca_server_port = args.port  # first TCP port tried, and the UDP search port
     group.context = ctx
-
-    async def announce(async_lib: Any) -> None:
-        # caproto silently falls back to a random TCP port when the asked one is taken.
-        if ctx.port != args.port:
-            print(f"FAILED TCP port {args.port} is in use (caproto took {ctx.port})", flush=True)
-            raise RuntimeError(f"TCP port {args.port} is in use")
-        print(f"READY {args.prefix} {ctx.port}", flush=True)
-
-    await ctx.run(startup_hook=announce)
+    await run_context(ctx, port=args.port, prefix=args.prefix, exit_with_parent=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    configure_beacons(args.host)
-    try:
-        asyncio.run(serve(args))
-    except KeyboardInterrupt:
-        pass
+    run_ioc(lambda: serve(args), args.host)
     sys.exit(0)
 
 

@@ -9,7 +9,9 @@ value messages/s, latency percentiles (receive time minus the IOC's timestamp), 
 server, IOC and this load generator (100 = one core), server RSS, the CA channels the IOC
 sees and any warnings or errors the server logged. With ``--servers 2`` it runs the scaled
 mode instead (Redis, ``manage.py runbridge`` and two ``serve`` processes, clients split
-between them).
+between them). ``--ioc`` picks the IOC (``c``: bench/cioc.py, EPICS base's records and CA
+server, the default; ``caproto``: bench/ioc.py); ``--server peer`` measures ophyd-websocket
+0.1.1 (bench/peer.py) instead of this project's server, against the same IOC.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from peer import start_peer
 from procs import (
     HOST,
     RESULTS_DIR,
@@ -39,6 +42,7 @@ from procs import (
 )
 from wsclient import Client, Tally, prime
 
+SERVER_NAMES = {"ours": "ophydsite", "peer": "ophyd-websocket 0.1.1"}
 LOG_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback")
 
 
@@ -165,8 +169,10 @@ async def measure(args: argparse.Namespace, stack: Stack, servers: list[Proc]) -
     cpu_pct = cpu.percent()
 
     rss = {s.name: round(psutil.Process(s.pid).memory_info().rss / 2**20, 1) for s in servers}
-    server_health = [health(port) for port in stack.server_ports]
-    counts = await asyncio.to_thread(read_channel_counts, stack.env)
+    server_health = [health(port) for port in stack.server_ports] if args.server == "ours" else []
+    counts = await asyncio.to_thread(read_channel_counts, stack.env, ioc=stack.ioc)
+    extensions = clients[0].ws.response.headers.get("Sec-WebSocket-Extensions") if (
+        clients[0].ws is not None and clients[0].ws.response is not None) else None
     bench_counts = {pv: n for pv, n in counts.items() if pv.startswith("BENCH:v") or pv == "BENCH:big"}
     for client in clients:
         await client.close()
@@ -183,11 +189,14 @@ async def measure(args: argparse.Namespace, stack: Stack, servers: list[Proc]) -
             problems[proc.name] = {"lines": n, "first": first}
     return {
         "mode": "scaled" if len(servers) > 1 or args.servers > 1 else "embedded",
+        "server": SERVER_NAMES[args.server],
+        "ioc": args.ioc,
         "servers": len(servers),
         "clients": args.clients,
         "pvs": args.pvs,
         "rate_hz": args.rate,
         "compression": args.compression,
+        "compression_negotiated": extensions,
         "seconds": round(wall, 2),
         "ready_s": round(ready_s, 2),
         "expected_msgs_per_s": expected,
@@ -203,7 +212,7 @@ async def measure(args: argparse.Namespace, stack: Stack, servers: list[Proc]) -
         "cpu_pct": cpu_pct,
         "server_rss_mb": rss,
         "server_rss_peak_mb": {k: round(v, 1) for k, v in rss_peak.items()},
-        "health_pvs": [h.get("pvs") for h in server_health],
+        "health_pvs": [h.get("pvs") for h in server_health] or None,
         "ca_channels_max_per_pv": max(bench_counts.values(), default=0),
         "ca_channels_total": sum(bench_counts.values()),
         "ca_channels_pvs": len(bench_counts),
@@ -225,6 +234,8 @@ def failure(args: argparse.Namespace, stack: Stack, servers: list[Proc],
     """What to report when a scenario could not be measured: the error and how servers ended."""
     return {
         "mode": "scaled" if args.servers > 1 else "embedded",
+        "server": SERVER_NAMES[args.server],
+        "ioc": args.ioc,
         "clients": args.clients,
         "pvs": args.pvs,
         "rate_hz": args.rate,
@@ -244,12 +255,15 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = RESULTS_DIR / f"{stamp}-k{args.clients}-m{args.pvs}-s{args.servers}-{os.getpid()}"
+    run_dir = RESULTS_DIR / (f"{stamp}-k{args.clients}-m{args.pvs}-s{args.servers}-{args.server}"
+                             f"-{args.ioc}-{os.getpid()}")
     with Stack(run_dir) as stack:
-        stack.start_ca(count=args.pvs, rate=args.rate, big_rate=1.0, big_size=1000)
+        stack.start_ca(count=args.pvs, rate=args.rate, big_rate=1.0, big_size=1000, ioc=args.ioc)
         env = server_env(args)
         servers: list[Proc] = []
-        if args.servers > 1:
+        if args.server == "peer":
+            servers.append(start_peer(stack, log_level=args.log_level))
+        elif args.servers > 1:
             # Scaled mode: a separate Redis database keeps the bench's command queues apart
             # from anything else using this Redis.
             env = {**env, "REDIS_URL": args.redis_url, "OAS_BRIDGE": "external"}
@@ -289,8 +303,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # blocking BZPOPMIN, and bridges before ophydsite/settings/infra.py set their own died of
     # the TimeoutError (README.md). Harmless where the server sets it.
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9?socket_timeout=30")
+    parser.add_argument("--ioc", choices=["c", "caproto"], default="c",
+                        help="c: bench/cioc.py (EPICS base records, default); caproto: bench/ioc.py")
+    parser.add_argument("--server", choices=sorted(SERVER_NAMES), default="ours",
+                        help="ours: manage.py serve; peer: ophyd-websocket 0.1.1 (bench/peer.py)")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON line to this file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.server == "peer" and (args.servers > 1 or args.scalar_rate_hz is not None or args.prime):
+        parser.error("--server peer is one process without a rate cap: no --servers, "
+                     "--scalar-rate-hz or --prime")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

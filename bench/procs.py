@@ -1,5 +1,8 @@
 """Start and stop the processes one benchmark scenario needs: CA repeater, IOC, server(s).
 
+The IOC is bench/cioc.py (C records, EPICS base's CA server; ``ioc="c"``, the default) or
+bench/ioc.py (caproto; ``ioc="caproto"``, the only one with the motor record).
+
 Everything runs on 127.0.0.1 on free ports with a private CA repeater port and a private
 SQLite database, so a benchmark never meets (or disturbs) another IOC, test or database on
 the machine. Logs go to files in the run's folder; ``Stack.stop`` ends every process it
@@ -31,6 +34,7 @@ RESULTS_DIR = BENCH_DIR / "results"  # git-ignored
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 MARKER = "OAS_BENCH_RUN"  # set in every process a benchmark starts, to find leftovers
+IOC_SCRIPTS = {"c": "cioc.py", "caproto": "ioc.py"}
 
 
 def free_port() -> int:
@@ -81,6 +85,7 @@ class Stack:
     procs: list[Proc] = field(default_factory=list)
     server_ports: list[int] = field(default_factory=list)
     ioc_port: int = 0
+    ioc: str = ""  # which IOC start_ca started: "c" or "caproto"
 
     def __enter__(self) -> Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -91,8 +96,10 @@ class Stack:
 
     # --- starting ---------------------------------------------------------------------------
 
-    def _spawn(self, name: str, cmd: list[str], env: dict[str, str],
-               stdout_pipe: bool = False) -> Proc:
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str],
+              stdout_pipe: bool = False) -> Proc:
+        """Start ``cmd`` in the project folder, logging to ``<run_dir>/<name>.log``; stopped
+        with the stack."""
         log_path = self.run_dir / f"{name}.log"
         log = log_path.open("wb")
         popen = subprocess.Popen(
@@ -106,25 +113,33 @@ class Stack:
 
     def start_ca(self, *, count: int, rate: float, big_size: int = 200000,
                  big_rate: float = 10.0, prefix: str = "BENCH:", motor: bool = False,
+                 setpoints: int = 0, ioc: str = "c",
                  ioc_env: dict[str, str] | None = None) -> None:
-        """A private CA repeater (so beacons have a listener) and the benchmark IOC
-        (with ``motor``, also its motor record ``<prefix>mtr``; ``ioc_env``: extra variables
-        for the IOC alone, such as caproto's CAPROTO_SERVER_* tuning)."""
+        """A private CA repeater (so beacons have a listener) and the benchmark IOC ``ioc``
+        (with ``motor``, also its motor record ``<prefix>mtr``, caproto only; ``setpoints``:
+        PVs ``<prefix>sp<i>`` to write; ``ioc_env``: extra variables for the IOC alone, such as
+        caproto's CAPROTO_SERVER_* tuning)."""
+        if ioc not in IOC_SCRIPTS:
+            raise ValueError(f"ioc must be one of {sorted(IOC_SCRIPTS)}, not {ioc!r}")
+        if motor and ioc != "caproto":
+            raise ValueError("the motor record is a caproto simulation: use ioc='caproto'")
+        self.ioc = ioc
         repeater_port = free_port()
         self.ioc_port = free_port()
         self.env = ca_env(self.ioc_port, repeater_port)
         code = f"from caproto.sync.repeater import run; run(host={HOST!r})"
-        self._spawn("repeater", [sys.executable, "-c", code], self.env)
+        self.spawn("repeater", [sys.executable, "-c", code], self.env)
         time.sleep(0.3)
-        ioc = self._spawn("ioc", [
-            sys.executable, str(BENCH_DIR / "ioc.py"), "--prefix", prefix,
-            "--count", str(count), "--rate", str(rate), "--host", HOST,
-            "--port", str(self.ioc_port), "--big-size", str(big_size), "--big-rate", str(big_rate),
+        proc = self.spawn("ioc", [
+            sys.executable, str(BENCH_DIR / IOC_SCRIPTS[ioc]), "--prefix", prefix,
+            "--count", str(count), "--rate", f"{rate:g}", "--setpoints", str(setpoints),
+            "--host", HOST, "--port", str(self.ioc_port),
+            "--big-size", str(big_size), "--big-rate", str(big_rate),
             *(["--motor"] if motor else []),
         ], {**self.env, **(ioc_env or {})}, stdout_pipe=True)
-        line = read_line(ioc.popen, START_TIMEOUT)
+        line = read_line(proc.popen, START_TIMEOUT)
         if not line.startswith("READY"):
-            raise RuntimeError(f"IOC did not come up (stdout {line!r}):\n{ioc.log_text()}")
+            raise RuntimeError(f"IOC did not come up (stdout {line!r}):\n{proc.log_text()}")
 
     def start_server(self, server_env: dict[str, str], name: str = "server") -> Proc:
         """``manage.py serve`` on a free port, with a private SQLite file; waits for /health."""
@@ -137,7 +152,7 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             **server_env,
         }
-        proc = self._spawn(name, [
+        proc = self.spawn(name, [
             sys.executable, "manage.py", "serve", "--host", HOST, "--port", str(port),
         ], env)
         deadline = time.monotonic() + START_TIMEOUT
@@ -163,7 +178,7 @@ class Stack:
     def start_bridge(self, server_env: dict[str, str]) -> Proc:
         """``manage.py runbridge`` (scaled mode); it has no health endpoint, so wait a moment."""
         env = {**self.env, "OAS_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", **server_env}
-        proc = self._spawn("bridge", [sys.executable, "manage.py", "runbridge"], env)
+        proc = self.spawn("bridge", [sys.executable, "manage.py", "runbridge"], env)
         time.sleep(2.0)
         if not proc.alive():
             raise RuntimeError(f"bridge exited with {proc.popen.returncode}:\n{proc.log_text()}")
@@ -221,16 +236,20 @@ def health(port: int, timeout: float = 2.0) -> dict[str, Any]:
         return dict(json.loads(resp.read()))
 
 
-def read_channel_counts(env: dict[str, str], prefix: str = "BENCH:") -> dict[str, int]:
+def read_channel_counts(env: dict[str, str], prefix: str = "BENCH:",
+                        ioc: str = "caproto") -> dict[str, int]:
     """``<prefix>diag:channels`` read with caproto's sync client on its own circuit.
 
-    The count includes that one channel to diag:channels; callers look at the others.
+    The C IOC computes it when ``<prefix>diag:refresh`` is written, so that comes first.
+    The count includes the reader's own channels to diag:*; callers look at the others.
     The CA variables are set in this process first: caproto reads them on each call.
     """
-    from caproto.sync.client import read
+    from caproto.sync.client import read, write
 
     os.environ.update(env)
     # repeater=False: otherwise caproto spawns a repeater that outlives the benchmark.
+    if ioc == "c":
+        write(f"{prefix}diag:refresh", 1, notify=True, timeout=5.0, repeater=False)
     response = read(f"{prefix}diag:channels", timeout=5.0, repeater=False)
     return dict(json.loads(bytes(response.data).rstrip(b"\0").decode()))
 

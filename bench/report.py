@@ -3,9 +3,12 @@
     .venv/bin/python bench/report.py                 # ~12 minutes on 2 cores
     .venv/bin/python bench/report.py --seconds 5 --stall-seconds 30 --skip-extra   # quicker
     .venv/bin/python bench/report.py --devices-only  # the device-socket section alone, ~2 minutes
+    .venv/bin/python bench/report.py --peer          # matrix rows of ophyd-websocket 0.1.1 too
 
 Each scenario is its own ``loadgen.py`` / ``stalled.py`` / ``deviceload.py`` process, so one scenario's
-processes, memory and event loop never carry into the next. Raw JSON lines go to
+processes, memory and event loop never carry into the next. The PV scenarios run against
+``--ioc`` (``c``, bench/cioc.py, by default); the device scenarios always against the caproto
+IOC, whose motor record they need. Raw JSON lines go to
 ``bench/results/report-<time>.jsonl``; the tables go to stdout. At the end ``ps`` is checked
 for processes a benchmark started (the OAS_BENCH_RUN marker) that are still running.
 """
@@ -25,6 +28,7 @@ from procs import BENCH_DIR, MARKER, PROJECT_ROOT, RESULTS_DIR, leftover_process
 
 MATRIX_K = (1, 10, 100)
 MATRIX_M = (1, 10, 100)
+PEER = "ophyd-websocket 0.1.1"  # the variant name of --peer rows
 DEVICE_K = "1,10,100,200"  # device socket: a motor's readback to K clients
 DEVICE_PV_K = "1,200"  # the same via the pv-socket, for the device socket's overhead as a ratio
 
@@ -69,14 +73,14 @@ def code_state() -> str:
 def loadgen(k: int, m: int, args: argparse.Namespace, *extra: str) -> dict[str, Any]:
     cmd = [sys.executable, str(BENCH_DIR / "loadgen.py"), "--clients", str(k), "--pvs", str(m),
            "--rate", str(args.rate), "--seconds", str(args.seconds), "--warmup", str(args.warmup),
-           *extra]
+           "--ioc", args.ioc, *extra]
     print(f"  running K={k} M={m} {' '.join(extra)}", file=sys.stderr, flush=True)
     return run_json(cmd)
 
 
 def stalled(args: argparse.Namespace, timeout_s: str | None, *extra: str) -> dict[str, Any]:
     cmd = [sys.executable, str(BENCH_DIR / "stalled.py"), "--seconds", str(args.stall_seconds),
-           "--timeline", *extra]
+           "--timeline", "--ioc", args.ioc, *extra]
     env = {} if timeout_s is None else {"OAS_CLIENT_STALL_TIMEOUT_S": timeout_s}
     print(f"  running stalled client, stall timeout {timeout_s or 'default'} {' '.join(extra)}",
           file=sys.stderr, flush=True)
@@ -109,7 +113,7 @@ def load_row(variant: str, r: dict[str, Any]) -> str:
         return (f"| {variant} | {r.get('clients', '')} | {r.get('pvs', '')} | | | | | | | | | | | | | | "
                 f"FAILED: {r['error'][:120]}; server exit {exit_codes} |")
     cpu = r["cpu_pct"]
-    server_names = [n for n in cpu if n.startswith("server")]
+    server_names = [n for n in cpu if n.startswith("server") or n == "peer"]
     server_cpu = " + ".join(f"{cpu[n]:.0f}" for n in server_names)
     if "bridge" in cpu:
         server_cpu += f" (+ bridge {cpu['bridge']:.0f}"
@@ -233,6 +237,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--stall-seconds", type=float, default=60.0)
     parser.add_argument("--skip-stalled", action="store_true")
+    parser.add_argument("--ioc", choices=["c", "caproto"], default="c",
+                        help="IOC of the PV scenarios: c (bench/cioc.py, default) or caproto (bench/ioc.py)")
+    parser.add_argument("--peer", action="store_true",
+                        help=f"after each matrix row, the same scenario against {PEER} (bench/peer.py)")
     parser.add_argument("--skip-matrix", action="store_true", help="leave out the 3×3 matrix")
     parser.add_argument("--skip-extra", action="store_true", help="leave out the variant rows")
     parser.add_argument("--devices", action="store_true",
@@ -268,6 +276,8 @@ def main() -> None:
     for k in () if args.skip_matrix else MATRIX_K:
         for m in MATRIX_M:
             rows.append(load_row("default", keep("load", "default", loadgen(k, m, args))))
+            if args.peer:
+                rows.append(load_row(PEER, keep("load", PEER, loadgen(k, m, args, "--server", "peer"))))
     extra_rows: list[str] = []
     if not args.skip_extra:
         extras = [
@@ -298,7 +308,7 @@ def main() -> None:
     text: list[str] = []
     if rows:
         text += [f"### Matrix: K clients × M PVs at R = {args.rate:g} Hz (embedded mode, "
-                 f"{args.seconds:g} s windows)", "",
+                 f"{args.seconds:g} s windows, IOC: {args.ioc})", "",
                  LOAD_HEADER, "|" + "---|" * (LOAD_HEADER.count("|") - 1), *rows]
     if extra_rows:
         text += ["", "### Variants", "", LOAD_HEADER, "|" + "---|" * (LOAD_HEADER.count("|") - 1),
@@ -317,9 +327,10 @@ def main() -> None:
     text += ["", f"Server code at start: {state_before}", f"Server code at end: {code_state()}"]
     leftovers = leftover_processes()
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    ioc_lines = [line for line in ps.splitlines() if "bench/ioc.py" in line]
+    ioc_lines = [line for line in ps.splitlines()
+                 if any(word in line for word in ("bench/ioc.py", "bench/cioc.py", "peer-venv"))]
     text += ["", f"Total {time.monotonic() - started:.0f} s. Processes with {MARKER} still running: "
-             f"{leftovers or 'none'}; `ps` lines with bench/ioc.py: {ioc_lines or 'none'}"]
+             f"{leftovers or 'none'}; `ps` lines with bench IOCs or the peer: {ioc_lines or 'none'}"]
     print("\n".join(text))
     out.with_suffix(".md").write_text("\n".join(text) + "\n")
 

@@ -5,8 +5,9 @@
     .venv/bin/python bench/setload.py idle --clients 200 --seconds 20 [--postgres]
 
 ``sets``: one stack (repeater, IOC, server with ``OAS_WRITE_RATE_HZ=0``); for each C, C
-sockets each set its own PV ``BENCH:v<i>`` in turn (send, wait for the reply, next), always a
-new value so the IOC's monitor ends the bridge's readback wait early. One JSON line per C:
+sockets each set its own PV ``BENCH:sp<i>`` in turn (send, wait for the reply, next), always a
+new value so the IOC's monitor ends the bridge's readback wait early. ``--ioc c`` (default):
+``sp<i>`` are ``ao`` records of bench/cioc.py; ``--ioc caproto``: floats of bench/ioc.py. One JSON line per C:
 sets/s, reply latency, server CPU, audit rows written and left ``pending``.
 
 ``idle``: K sockets subscribed to one PV each, anonymous, then (new server, same database)
@@ -76,7 +77,7 @@ print(api_token_create(user=user, label="bench")[1])
 async def setter(index: int, url: str, stop: asyncio.Event, out: dict[str, Any],
                  window: list[float]) -> None:
     """Sequential sets of BENCH:v<index>, each a new value; keeps the replies in the window."""
-    pv = f"BENCH:v{index}"
+    pv = f"BENCH:sp{index}"
     async with connect(url, open_timeout=30, max_size=None) as ws:
         n = 0
         while not stop.is_set():
@@ -189,8 +190,8 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         with Stack(run_dir) as stack:
             ioc_env = {} if args.caproto_batching else {"CAPROTO_SERVER_HIGH_LOAD_TIMEOUT_SEC": "0"}
-            stack.start_ca(count=max(max(counts), 10), rate=0.1, big_size=1, big_rate=0.1,
-                           ioc_env=ioc_env)
+            stack.start_ca(count=10, rate=0.1, big_size=1, big_rate=0.1,
+                           setpoints=max(counts), ioc=args.ioc, ioc_env=ioc_env)
             url = database_url(stack, pg_db)
             env = server_env(url, args.review_s, args.pythonpath)
             if args.mode == "sets":
@@ -198,6 +199,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
                 for count in counts:
                     lines.append(await run_sets(stack, server.pid, count, args.seconds,
                                                 args.warmup, pg_db))
+                    lines[-1]["ioc"] = args.ioc
                     print(json.dumps(lines[-1]), flush=True)
                 problems = log_problems(server)
                 lines[-1]["server_log_problems"] = problems
@@ -210,6 +212,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
                     line = await run_idle(stack, server.pid, counts[0], args.seconds, headers)
                     line["server_log_problems"] = log_problems(server)
                     line["db"] = "postgres" if pg_db else "sqlite"
+                    line["ioc"] = args.ioc
                     lines.append(line)
                     print(json.dumps(line), flush=True)
                     server.popen.terminate()
@@ -233,6 +236,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--review-s", type=float, default=5.0, help="server OAS_ACCESS_REVIEW_S")
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--ioc", choices=["c", "caproto"], default="c",
+                        help="c: bench/cioc.py (EPICS base records, default); caproto: bench/ioc.py")
     parser.add_argument("--no-caproto-batching", dest="caproto_batching", action="store_false",
                         help="IOC without caproto's 10 ms event hold-back (see README, device socket)")
     parser.add_argument("--pythonpath", default="",

@@ -10,7 +10,9 @@ one-message queue, so the kernel buffers fill at once, and which never reads. Ea
 it samples the server's RSS, both kernel ends of the stalled connection (state, bytes
 queued), whether the server logged closing a stuck client, and what the reader received.
 At the end the stalled client reads what is left, to see how the server closed it. Prints
-one JSON line (``--timeline`` adds the per-second samples).
+one JSON line (``--timeline`` adds the per-second samples). ``--ioc c`` (default) serves the
+PVs from bench/cioc.py (the waveform written by a Python thread, processed in C), ``--ioc
+caproto`` from bench/ioc.py.
 """
 
 from __future__ import annotations
@@ -205,7 +207,8 @@ async def measure(args: argparse.Namespace, stack: Stack, server: Proc) -> dict[
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     with Stack(RESULTS_DIR / f"{stamp}-stalled-{os.getpid()}") as stack:
-        stack.start_ca(count=SCALARS, rate=10.0, big_size=args.big_size, big_rate=args.big_rate)
+        stack.start_ca(count=SCALARS, rate=10.0, big_size=args.big_size, big_rate=args.big_rate,
+                       ioc=args.ioc)
         env = {"OAS_LOG_LEVEL": "WARNING"}
         if "OAS_CLIENT_STALL_TIMEOUT_S" in os.environ:
             env["OAS_CLIENT_STALL_TIMEOUT_S"] = os.environ["OAS_CLIENT_STALL_TIMEOUT_S"]
@@ -217,6 +220,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                       "server_log_tail": server.log_text().splitlines()[-8:]}
         finally:
             stop_problems = stack.stop()
+    result["ioc"] = args.ioc
     result["stop_problems"] = stop_problems
     result["leftover_processes"] = leftover_processes()
     return result
@@ -232,6 +236,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--compression", choices=["deflate", "none"], default="deflate")
     parser.add_argument("--drain-timeout", type=float, default=10.0)
     parser.add_argument("--timeline", action="store_true", help="include the per-second samples")
+    parser.add_argument("--ioc", choices=["c", "caproto"], default="c",
+                        help="c: bench/cioc.py (EPICS base records, default); caproto: bench/ioc.py")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON line to this file")
     return parser.parse_args(argv)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from subprocess import Popen
 
@@ -9,7 +10,7 @@ import pytest
 
 from devices.sources.ca_context import attach as attach_ca
 from tests.support.ad_ioc_process import ad_ioc_fixture
-from tests.support.ioc import IocProcess, configure_ca_client_env, free_port, start_repeater
+from tests.support.ioc import IocProcess, bundled_libca, configure_ca_client_env, free_port, start_repeater
 
 # ---------------------------------------------------------------------------
 # Demo IOCs (Channel Access)
@@ -18,6 +19,11 @@ from tests.support.ioc import IocProcess, configure_ca_client_env, free_port, st
 # pyepics call: libca reads it once per process. Subprocesses (IOCs, servers)
 # inherit it.
 # ---------------------------------------------------------------------------
+
+# The test dependencies bring epicscorelibs (for softioc), and ophyd points pyepics at its
+# libca when ophyd is imported first; production has only pyepics' own. Use that one in every
+# test process, whatever the import order.
+os.environ.setdefault("PYEPICS_LIBCA", bundled_libca())
 
 IOC_PORT = free_port()
 RESTARTABLE_IOC_PORT = free_port()
