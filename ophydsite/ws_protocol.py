@@ -1,9 +1,15 @@
-"""uvicorn's sans-I/O WebSocket protocol, with a close that cannot hang on a stuck client.
+"""uvicorn's sans-I/O WebSocket protocol, with a close that cannot hang on a stuck client
+and one socket write per loop iteration instead of one per message.
 
 uvicorn waits for the transport to drain before every send, the close frame included, so
 closing a client that reads nothing waits forever and holds its buffers. Here a close waits
 at most ``close_wait`` seconds for the client to drain; then the connection is aborted.
 A client that resumes reading in time still receives the close frame and its code (1013).
+
+uvicorn writes every frame to the socket at once: one system call per PV update, a fifth of
+the server's time for one client watching 500 PVs (py-spy, docs/design.md). Data frames are
+collected and written together when the loop finishes its current callbacks, so a mailbox
+that sends many updates in one go makes one write; nothing waits longer than that.
 """
 
 from __future__ import annotations
@@ -15,12 +21,35 @@ from typing import Any
 
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 
 class BoundedCloseWebSocketProtocol(WebSocketsSansIOProtocol):
     close_wait = 10.0  # set from OAS_CLIENT_CLOSE_WAIT_S by `manage.py serve`
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unwritten: list[bytes] = []
+
     async def send(self, message: Any) -> None:
+        if (message.get("type") == "websocket.send" and self.handshake_complete and not self.close_sent
+                and self.initial_response is None):
+            await self.writable.wait()  # flow control: the previous writes are taken by the kernel
+            if self.disconnected:
+                raise ClientDisconnected()
+            data = message.get("bytes")
+            try:
+                if data is not None:
+                    self.conn.send_binary(data)
+                else:
+                    self.conn.send_text(message.get("text", "").encode())
+            except InvalidState:  # the connection is closing
+                raise ClientDisconnected() from None
+            if not self._unwritten:
+                self.loop.call_soon(self._write_unwritten)
+            self._unwritten.extend(self.conn.data_to_send())
+            return
+        self._write_unwritten()  # anything else goes after the frames before it
         if message.get("type") == "websocket.close" and self.handshake_complete and not self.writable.is_set():
             try:
                 await asyncio.wait_for(self.writable.wait(), self.close_wait)
@@ -31,3 +60,8 @@ class BoundedCloseWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.transport.abort()  # connection_lost follows: the app sees a disconnect
                 raise ClientDisconnected() from None
         await super().send(message)
+
+    def _write_unwritten(self) -> None:
+        frames, self._unwritten = self._unwritten, []
+        if frames and not self.transport.is_closing():
+            self.transport.write(b"".join(frames))
