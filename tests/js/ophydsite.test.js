@@ -104,6 +104,30 @@ test("a camera viewer sends its request on every connect and keeps changed setti
   assert.equal(made.length, 2);
 });
 
+test("a camera viewer asks for processing, switches it off for reconnects too, and hears results", async () => {
+  const { FakeSocket, made } = fakeWebSocket();
+  const camera = new Camera("ws://x/api/v1/camera-socket", { camera: "sim", processing: true },
+    { WebSocket: FakeSocket, reconnectMs: 1 });
+  const messages = [];
+  camera.onMessage((message) => messages.push(message));
+  made[0].open();
+  assert.deepEqual(made[0].sent, [{ camera: "sim", processing: true }]);
+  const results = { processing: { width: 640, height: 480, x_center_of_mass_raw: 320.5, x_profile: [1, 2] }, frame: 7 };
+  made[0].receive(JSON.stringify(results)); // results and frames interleave
+  made[0].receive(new Uint8Array([0xff, 0xd8]));
+  assert.deepEqual(messages, [results]);
+  assert.equal(camera.frames, 1);
+  assert.equal(camera.send({ processing: false }), true);
+  assert.deepEqual(made[0].sent[1], { processing: false });
+  made[0].receive(JSON.stringify({ processing: "off" }));
+  assert.deepEqual(messages[1], { processing: "off" });
+  made[0].drop();
+  await waitFor(() => made.length === 2, 1000, "the reconnect");
+  made[1].open();
+  assert.deepEqual(made[1].sent, [{ camera: "sim", processing: false }]);
+  camera.close();
+});
+
 function waitFor(predicate, ms, what) {
   return new Promise((resolve, reject) => {
     const started = Date.now();
@@ -165,6 +189,23 @@ test("live: the simulation camera's description and JPEG frames", { skip: !HTTP 
     const bytes = new Uint8Array(await frames[0][0].arrayBuffer());
     assert.deepEqual([bytes[0], bytes[1]], [0xff, 0xd8]); // a JPEG
     assert.deepEqual(frames.map(([, count]) => count).slice(0, 3), [1, 2, 3]);
+  } finally {
+    camera.close();
+  }
+});
+
+test("live: processing results, as the camera page draws them", { skip: !HTTP }, async () => {
+  const camera = new Camera(WS + "/api/v1/camera-socket", { camera: "sim", max_fps: 10, processing: true });
+  let results = null;
+  camera.onMessage((message) => { if (message.processing && typeof message.processing === "object") results = message; });
+  try {
+    await waitFor(() => results, 15000, "processing results");
+    assert.equal(typeof results.frame, "number");
+    const r = results.processing;
+    for (const key of ["width", "height", "x_center_of_mass_raw", "y_center_of_mass_raw", "x_fit_mean", "y_fit_mean"]) {
+      assert.equal(typeof r[key], "number", key);
+    }
+    assert.deepEqual([r.x_profile.length, r.y_profile.length], [r.width, r.height]);
   } finally {
     camera.close();
   }

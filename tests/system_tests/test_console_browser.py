@@ -100,26 +100,69 @@ async def test_devices_page_moves_a_motor_and_shows_its_readback_and_done_state(
         server.stop()
 
 
+# Pixels of the overlay in each mark's colour (antialiased edges keep the colour, not the alpha).
+MARKS = """(() => {
+  const c = document.getElementById('overlay'), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const colours = {cross: [255, 45, 85], ring: [0, 208, 255], profile: [255, 176, 0]};
+  const n = {cross: 0, ring: 0, profile: 0};
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i + 3] < 100) continue;
+    for (const [mark, [r, g, b]] of Object.entries(colours)) {
+      if (Math.abs(d[i] - r) + Math.abs(d[i + 1] - g) + Math.abs(d[i + 2] - b) < 30) n[mark]++;
+    }
+  }
+  return n;
+})()"""
+DRAWN = f"(() => {{ const n = {MARKS}; return n.cross > 20 && n.ring > 20 && n.profile > 100; }})()"
+BLANK = f"(() => {{ const n = {MARKS}; return n.cross + n.ring + n.profile === 0; }})()"
+FRAMES = "Number(document.getElementById('frame').dataset.frames)"
+BANNER = "getComputedStyle(document.getElementById('banner')).display"
+
+
+async def more_frames(page, count: int = 5, timeout: int = 10000) -> None:
+    now = await page.evaluate(FRAMES)
+    await page.wait_for_function(f"{FRAMES} >= {now + count}", timeout=timeout)
+
+
 async def test_camera_viewer_renders_frames_with_the_centre_of_mass(page, tmp_path, ca_repeater):
-    server = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/cam.sqlite3"}, log_path=tmp_path / "s.log")
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/cam.sqlite3"}
+    server = ServerProcess(env, log_path=tmp_path / "s.log")
     server.start(timeout=60)
     try:
         await page.goto(server.http + "/console/camera")
-        await page.wait_for_function("Number(document.getElementById('frame').dataset.frames) > 5", timeout=20000)
+        await page.wait_for_function(f"{FRAMES} > 5", timeout=20000)
         size = await page.evaluate("[document.getElementById('frame').naturalWidth, "
                                    "document.getElementById('frame').naturalHeight]")
         assert size == [640, 480]
         await page.wait_for_function(
             "document.getElementById('results').textContent.startsWith('Centre of mass (ring)')", timeout=20000)
         await page.wait_for_function("Number(document.getElementById('fps').textContent) >= 6", timeout=10000)
-        overlay = await page.evaluate(  # something was drawn: the cross and the profiles
-            "(() => { const c = document.getElementById('overlay'); const d = c.getContext('2d')"
-            ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4)"
-            " if (d[i]) n++; return n; })()")
-        assert overlay > 100
-        await page.check("#log")  # the log/linear toggle goes to the server for this viewer
-        await page.wait_for_timeout(500)
+        await page.wait_for_function(DRAWN, timeout=10000)  # the fit's cross, the centroid's ring, the profiles
         assert "Mono UInt16" in await page.locator("#shape").text_content()
+
+        await page.evaluate("window.heard = []; window.ophydsiteCamera.onMessage((m) => window.heard.push(m))")
+        await page.check("#log")  # the log/linear toggle goes to the server for this viewer
+        await page.wait_for_function("window.heard.some((m) => m.logNormalization === true)", timeout=10000)
+        await page.uncheck("#log")
+        await page.wait_for_function("window.heard.some((m) => m.logNormalization === false)", timeout=10000)
+
+        await page.uncheck("#analyse")  # no processing: the marks go and stay away
+        await page.wait_for_function("window.heard.some((m) => m.processing === 'off')", timeout=10000)
+        await more_frames(page)
+        assert await page.evaluate(BLANK)
+        await page.check("#analyse")
+        await page.wait_for_function(DRAWN, timeout=10000)
+
+        server.stop()  # the banner while the server is away; the same viewer again when it is back
+        await page.wait_for_function(f"{BANNER} === 'block'", timeout=15000)
+        await page.evaluate("window.heard = []")
+        server = ServerProcess(env, port=server.port, log_path=tmp_path / "s2.log")
+        server.start(timeout=60)
+        await page.wait_for_function(f"{BANNER} === 'none'", timeout=30000)
+        await more_frames(page, timeout=20000)
+        await page.wait_for_function(  # processing asked for again by itself
+            "window.heard.some((m) => m.processing && typeof m.processing === 'object')", timeout=10000)
+        await page.wait_for_function(DRAWN, timeout=10000)
     finally:
         server.stop()
 
