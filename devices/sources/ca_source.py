@@ -1,4 +1,10 @@
-"""A PV as one pyepics channel with one monitor; CA callbacks only hand off to the loop."""
+"""A PV as one pyepics channel with one lean monitor; CA callbacks only hand off to the loop.
+
+The channel is a pyepics ``PV`` without its own monitor (for connection and access events,
+puts and reconnects); values arrive through ``ca_monitor.Monitor``, metadata through a
+DBE_PROPERTY subscription whose first event stands in for a DBR_CTRL get, so thousands of
+channels connecting at once do not queue a blocking round trip each.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from typing import Any
 import epics
 from epics import ca, dbr
 
+from .ca_monitor import Monitor
 from .ca_put import put_with_status
 from .inbox import inbox_for
 from .source import ChannelInfo, PropertyEvent, PutCallback, SourceSink, ValueEvent
@@ -44,6 +51,9 @@ class CaSource:
         # channel at once crashes libca (seen: a release racing a reopen), so they take turns.
         self._lifecycle = threading.Lock()
         self._property_sub: tuple[Any, ...] | None = None  # keep: pyepics needs the refs alive
+        self._monitor: Monitor | None = None
+        self._ctrl: dict[str, Any] = {}  # the latest DBR_CTRL fields of the property events
+        self._ctrl_seen = threading.Event()
 
     def open(self) -> None:
         """Create the channel and its monitor (value and alarm events, DBR_TIME form)."""
@@ -57,8 +67,7 @@ class CaSource:
         self._pv = _PrivatePV(
             self.name,
             form="time",
-            auto_monitor=True,
-            callback=self._on_monitor,
+            auto_monitor=False,
             connection_callback=self._on_connection,
             access_callback=self._on_access,
         )
@@ -66,8 +75,7 @@ class CaSource:
     def _hand_off(self, fn: Callable[[Any], None], arg: Any) -> None:
         self._inbox.post(fn, arg)  # one loop wake-up per batch of events (inbox.py)
 
-    def _on_monitor(self, value: Any = None, timestamp: float | None = None,
-                    severity: int | None = None, status: int | None = None, **_: Any) -> None:
+    def _on_value(self, value: Any, timestamp: float | None, severity: int | None, status: int | None) -> None:
         """Runs on the CA callback thread. Must not block."""
         self._hand_off(self._sink.source_value, ValueEvent(value, timestamp, severity, status))
 
@@ -78,6 +86,9 @@ class CaSource:
     def _on_property(self, units: Any = None, precision: Any = None, lower_ctrl_limit: Any = None,
                      upper_ctrl_limit: Any = None, enum_strs: Any = None, **_: Any) -> None:
         """Runs on the CA callback thread. Must not block: passes the DBR_CTRL fields on as they are."""
+        self._ctrl = {"units": units, "precision": precision, "lower_ctrl_limit": lower_ctrl_limit,
+                      "upper_ctrl_limit": upper_ctrl_limit, "enum_strs": enum_strs}
+        self._ctrl_seen.set()
         self._hand_off(self._sink.source_property, PropertyEvent(
             units=_text(units), precision=precision, lower_ctrl_limit=lower_ctrl_limit,
             upper_ctrl_limit=upper_ctrl_limit,
@@ -96,10 +107,16 @@ class CaSource:
         with self._lifecycle:
             if self._pv is not pv:
                 return None  # closed or replaced while we waited for the connection
+            if self._monitor is None:
+                self._monitor = Monitor(pv.chid, self._on_value)
             if self._property_sub is None:
                 self._property_sub = ca.create_subscription(
                     pv.chid, use_ctrl=True, mask=dbr.DBE_PROPERTY, callback=self._on_property)
-        ctrl = pv.get_ctrlvars(timeout=timeout, warn=False) or {}
+        # A new subscription's first event carries the current DBR_CTRL fields.
+        if self._ctrl_seen.wait(min(timeout, 1.0)):
+            ctrl = self._ctrl
+        else:
+            ctrl = pv.get_ctrlvars(timeout=timeout, warn=False) or {}
         native = ca.field_type(pv.chid)
         count = int(ca.element_count(pv.chid))
         kind = _KINDS.get(native, "float")
@@ -138,7 +155,7 @@ class CaSource:
         if pv is None or pv.connected:
             return False  # closed meanwhile, or back by itself
         chid = pv.chid
-        self._drop_property_subscription()
+        self._drop_subscriptions()
         pv.disconnect()  # our callbacks leave the channel, so `_unused` sees only others
         cleared = chid is not None and _unused(self.name)
         if cleared:
@@ -147,10 +164,15 @@ class CaSource:
         self._create()  # on a shared channel this simply re-attaches
         return cleared
 
-    def _drop_property_subscription(self) -> None:
+    def _drop_subscriptions(self) -> None:
+        """Clear both subscriptions (value and property) of the current channel."""
         sub, self._property_sub = self._property_sub, None
         if sub is not None:
             ca.clear_subscription(sub[2])
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.clear()
+        self._ctrl_seen.clear()
 
     def close(self) -> None:
         """Drop the monitor and, when nobody else in the process uses it, the channel."""
@@ -163,7 +185,7 @@ class CaSource:
             return
         chid = pv.chid
         try:
-            self._drop_property_subscription()
+            self._drop_subscriptions()
             pv.clear_callbacks()
             pv.disconnect()
             if chid is not None and _unused(self.name):

@@ -111,7 +111,7 @@ class OasSettings:
     device_state_period_s: float = 2.0
     # Client limits.
     max_message_bytes: int = 65536
-    max_subscriptions: int = 1000
+    max_subscriptions: int = 10000  # a beamline overview shows thousands of PVs on one socket
     max_names_per_request: int = 500
     max_name_length: int = 255
     # Replies (not PV data) a client may have queued before it counts as stuck.
