@@ -57,8 +57,15 @@ class ConsoleRelay:
         self._wake = asyncio.Event()
         self._tcp = False
         self._last_beat: float | None = None
-        self.state: dict[str, Any] = {"connected": False, "source": self.address,
-                                      "message": f"connecting to the Queue Server console at {self.address}"}
+        self._state_version = 0
+        self.state = self._new_state(False, self.address, f"connecting to the Queue Server console at {self.address}")
+
+    def _new_state(self, connected: bool, source: str, message: str) -> dict[str, Any]:
+        """A source state numbered after every earlier one. A replay answer carries the state of
+        its moment but can reach a session after a later group state; the number lets the
+        session keep the newer. Nanoseconds of the clock, so a restarted bridge numbers on."""
+        self._state_version = max(time.time_ns(), self._state_version + 1)
+        return {"connected": connected, "source": source, "message": message, "version": self._state_version}
 
     # --- commands from hubs -----------------------------------------------------------------
 
@@ -114,8 +121,7 @@ class ConsoleRelay:
             task.cancel()
         asyncio.get_running_loop().run_in_executor(None, old.stop)
         self._tcp, self._last_beat = False, None
-        self.state = {"connected": False, "source": address,
-                      "message": f"connecting to the Queue Server console at {address}"}
+        self.state = self._new_state(False, address, f"connecting to the Queue Server console at {address}")
         self._publisher.to_group(("qs-console", "state"), m.CONSOLE_GROUP, {"type": m.CONSOLE_STATE, **self.state})
         log.info("Queue Server console address changed from %s to %s", self.address, address)
 
@@ -159,7 +165,7 @@ class ConsoleRelay:
         else:
             connected, why = False, f"the Queue Server console at {self.address} is not reachable; retrying"
         if connected != self.state["connected"]:
-            self.state = {"connected": connected, "source": self.address, "message": why}
+            self.state = self._new_state(connected, self.address, why)
             log.info("Queue Server console: %s", why)
             self._publisher.to_group(("qs-console", "state"), m.CONSOLE_GROUP, {"type": m.CONSOLE_STATE, **self.state})
 

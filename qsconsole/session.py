@@ -32,6 +32,7 @@ class QsConsoleSession(Session):
         self._ready = False
         self._early: list[dict[str, Any]] = []  # live entries that came during the first replay
         self._last_sent = 0
+        self._state_version = 0  # of the newest source state passed on (relay.py numbers them)
         self._queue: deque[str] = deque()
         self._skipped = 0
         self._feeder: asyncio.Task[None] | None = None
@@ -65,6 +66,13 @@ class QsConsoleSession(Session):
                 self._enqueue(_line_text(entry))
 
     def console_state(self, state: dict[str, Any]) -> None:
+        """A newer state than the last one passed on, or else dropped: a replay answer is passed
+        on when its task resumes, which can be after the hub dispatched a later group state."""
+        version = state.get("version")
+        if isinstance(version, int) and not isinstance(version, bool):
+            if version < self._state_version:
+                return
+            self._state_version = version
         self.reply(_state_payload(state))
 
     # --- requests -----------------------------------------------------------------------------
@@ -93,10 +101,11 @@ class QsConsoleSession(Session):
         backlog = self.settings.qs_console_backlog
         reply = await self.hub.console_replay(after=after, last=backlog)
         if reply is None:
-            self.reply({"console": "disconnected", "connected": False,
-                        "message": "The bridge did not answer; is it running (manage.py runbridge)?"})
+            if self._state_version == 0:  # a state the bridge sent meanwhile says more than silence
+                self.reply({"console": "disconnected", "connected": False,
+                            "message": "The bridge did not answer; is it running (manage.py runbridge)?"})
             return
-        self.reply(_state_payload(reply.get("state") or {}))
+        self.console_state(reply.get("state") or {})
         entries = [e for e in reply.get("entries") or [] if isinstance(e.get("seq"), int)]
         for entry in entries:
             self._enqueue(_line_text(entry))

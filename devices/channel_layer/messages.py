@@ -30,7 +30,7 @@ CONSOLE_GROUP = "qs.console"  # hubs with console clients join it
 CONSOLE_WATCH = "console.watch"  # worker → bridge: {hub}; start reading the console (idempotent)
 CONSOLE_REPLAY = "console.replay"  # worker → bridge: {hub, request, after?, last?}; reply {entries, complete, state}
 CONSOLE_LINES = "console.lines"  # bridge → "qs.console" group: {entries: [{seq, time, msg}]}
-CONSOLE_STATE = "console.state"  # bridge → "qs.console" group: {connected, source, message}
+CONSOLE_STATE = "console.state"  # bridge → "qs.console" group: {connected, source, message, version}
 # Every hub joins this group; the bridge announces a finished reload of the device registry.
 REGISTRY_GROUP = "devices.registry"
 DEVICES_RELOADED = "devices.reloaded"  # bridge → REGISTRY_GROUP: {devices: [names]}
