@@ -27,6 +27,8 @@ ENCODE_OFF_LOOP = 20000
 RATE_BURST = 2.0
 REOPEN_FIRST_S = 0.5
 REOPEN_MAX_S = 8.0
+# How long a connecting channel waits for its control metadata before publishing without it.
+PROPERTY_WAIT_S = 5.0
 
 SourceFactory = Callable[[str, asyncio.AbstractEventLoop, SourceSink], Source]
 
@@ -68,6 +70,8 @@ class PvEntry:
         self._encoding = False
         self._reopen_delay = REOPEN_FIRST_S
         self._value_waiters: list[asyncio.Future[None]] = []
+        self._property: PropertyEvent | None = None  # the newest, also before the entry is ready
+        self._property_waiters: list[asyncio.Future[None]] = []
 
     # --- SourceSink: called on the loop via call_soon_threadsafe -------------------------
 
@@ -122,11 +126,16 @@ class PvEntry:
         Compared here, without a CA round trip: caproto IOCs send this event with every value
         update (the bench measured a metadata fetch per update costing a full core at 1000/s).
         """
-        if self._closed or not self.ready.is_set() or self.info is None:
-            return  # a connection in progress fetches the metadata anyway
-        updated = replace(self.info, units=event.units, precision=event.precision,
-                          lower_ctrl_limit=event.lower_ctrl_limit, upper_ctrl_limit=event.upper_ctrl_limit,
-                          enum_strs=event.enum_strs if self.info.kind == "enum" else self.info.enum_strs)
+        if self._closed:
+            return
+        self._property = event
+        for waiter in self._property_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._property_waiters.clear()
+        if not self.ready.is_set() or self.info is None:
+            return  # a connection in progress takes it from self._property
+        updated = _with_property(self.info, event)
         if updated != self.info:
             self.info = updated
             self._publisher.to_audience((self.name, "meta"), self, self.meta_message())
@@ -170,6 +179,8 @@ class PvEntry:
         except Exception:  # noqa: BLE001 - a bad channel must not break the bridge
             log.exception("reading metadata of %s", self.name)
             info = None
+        if info is not None and info.metadata_pending:
+            info = await self._completed(info)
         if info is None or not self.connected or self._closed:
             return
         changed = info != self.info or info.access != self.access
@@ -184,6 +195,19 @@ class PvEntry:
         elif self.fresh:
             self._publish_state()
         # otherwise the first value after (re)connecting publishes metadata and value together
+
+    async def _completed(self, info: ChannelInfo) -> ChannelInfo:
+        """``info`` with the control fields of the source's first property event, waited for
+        here so thousands of channels connecting at once wait together, not a thread each."""
+        if self._property is None:
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._property_waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, PROPERTY_WAIT_S)
+            except TimeoutError:
+                log.warning("no control metadata from %s within %g s", self.name, PROPERTY_WAIT_S)
+        info = replace(info, metadata_pending=False)
+        return info if self._property is None else _with_property(info, self._property)
 
     def _announce_unconnected(self) -> None:
         """A PV that never connects is reported as such, then kept searching."""
@@ -325,6 +349,13 @@ class PvEntry:
         self._announce_timer.cancel()
         if self._info_task is not None:
             self._info_task.cancel()
+
+
+def _with_property(info: ChannelInfo, event: PropertyEvent) -> ChannelInfo:
+    """``info`` with the control fields a property event carries (enum strings only for enums)."""
+    return replace(info, units=event.units, precision=event.precision,
+                   lower_ctrl_limit=event.lower_ctrl_limit, upper_ctrl_limit=event.upper_ctrl_limit,
+                   enum_strs=event.enum_strs if info.kind == "enum" else info.enum_strs)
 
 
 def _size(value: Any) -> int:

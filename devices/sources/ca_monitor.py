@@ -51,22 +51,38 @@ def _on_event(args: Any) -> None:
     args.usr(value, meta.get("timestamp"), meta.get("severity"), meta.get("status"))
 
 
+def _on_property_event(args: Any) -> None:
+    """Runs on the CA callback thread. Must not block: the DBR_CTRL fields as keywords."""
+    if args.status != dbr.ECA_NORMAL:
+        return
+    cast = dbr.cast_args(args)
+    if cast[1] is not None:
+        args.usr(**ca._unpack_metadata(ftype=args.type, dbr_value=cast[0]))
+
+
 _CALLBACK = dbr.make_callback(_on_event, dbr.event_handler_args)
+_PROPERTY_CALLBACK = dbr.make_callback(_on_property_event, dbr.event_handler_args)
 
 
 class Monitor:
-    """One DBR_TIME subscription (value and alarm events) on a connected channel."""
+    """One subscription on a connected channel: DBR_TIME value and alarm events, or with
+    ``properties`` the DBR_CTRL fields on DBE_PROPERTY events (units, limits, enum strings).
 
-    def __init__(self, chid: Any, callback: ValueCallback) -> None:
-        native = ca.field_type(chid)
-        count = int(ca.element_count(chid))
+    ``native`` and ``count`` are the channel's field type and element count (each libca query
+    contends with the receive thread, so the caller asks once). Created without ``ca.poll``,
+    which waits for every request of the context in flight (up to a second each while
+    thousands of channels connect): the caller flushes.
+    """
+
+    def __init__(self, chid: Any, callback: Callable[..., None], *, native: int, count: int,
+                 properties: bool = False) -> None:
         self._user = ctypes.py_object(callback)  # libca holds a pointer to it: keep it alive
         self._evid = ctypes.c_void_p()
         status = ca.libca.ca_create_subscription(
-            ca.promote_fieldtype(native, use_time=True), count, chid, dbr.DBE_VALUE | dbr.DBE_ALARM,
-            _CALLBACK, self._user, ctypes.byref(self._evid))
+            ca.promote_fieldtype(native, use_ctrl=properties, use_time=not properties), count, chid,
+            dbr.DBE_PROPERTY if properties else dbr.DBE_VALUE | dbr.DBE_ALARM,
+            _PROPERTY_CALLBACK if properties else _CALLBACK, self._user, ctypes.byref(self._evid))
         ca.PySEVCHK("create_subscription", status)
-        ca.poll()
 
     def clear(self) -> None:
         if self._evid.value:

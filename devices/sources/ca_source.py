@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +51,7 @@ class CaSource:
         # open, reopen and close run on different CA threads; two of them clearing the same
         # channel at once crashes libca (seen: a release racing a reopen), so they take turns.
         self._lifecycle = threading.Lock()
-        self._property_sub: tuple[Any, ...] | None = None  # keep: pyepics needs the refs alive
+        self._property_sub: Monitor | None = None
         self._monitor: Monitor | None = None
         self._ctrl: dict[str, Any] = {}  # the latest DBR_CTRL fields of the property events
         self._ctrl_seen = threading.Event()
@@ -102,23 +103,23 @@ class CaSource:
         """Native type, element count and control metadata; None when not connected."""
         self._opened.wait(timeout)
         pv = self._pv
-        if pv is None or not pv.wait_for_connection(timeout=timeout):
+        if pv is None or not _connected(pv, timeout):
             return None
+        chid = pv.chid
+        native = ca.field_type(chid)
+        count = int(ca.element_count(chid))
         with self._lifecycle:
             if self._pv is not pv:
                 return None  # closed or replaced while we waited for the connection
             if self._monitor is None:
-                self._monitor = Monitor(pv.chid, self._on_value)
+                self._monitor = Monitor(chid, self._on_value, native=native, count=count)
             if self._property_sub is None:
-                self._property_sub = ca.create_subscription(
-                    pv.chid, use_ctrl=True, mask=dbr.DBE_PROPERTY, callback=self._on_property)
-        # A new subscription's first event carries the current DBR_CTRL fields.
-        if self._ctrl_seen.wait(min(timeout, 1.0)):
-            ctrl = self._ctrl
-        else:
-            ctrl = pv.get_ctrlvars(timeout=timeout, warn=False) or {}
-        native = ca.field_type(pv.chid)
-        count = int(ca.element_count(pv.chid))
+                self._property_sub = Monitor(chid, self._on_property, native=native, count=1, properties=True)
+            ca.flush_io()
+        # A new subscription's first event carries the current DBR_CTRL fields; until it came,
+        # the bridge waits for it on its loop (no thread blocked per channel).
+        pending = not self._ctrl_seen.is_set()
+        ctrl = {} if pending else self._ctrl
         kind = _KINDS.get(native, "float")
         if native == dbr.CHAR and count > 1:
             kind = "char"
@@ -132,7 +133,8 @@ class CaSource:
             upper_ctrl_limit=ctrl.get("upper_ctrl_limit"),
             enum_strs=tuple(_text(s) or "" for s in enum_strs) if enum_strs else None,
             # read directly: pyepics can miss the first access-rights event
-            access=(ca.read_access(pv.chid) == 1, ca.write_access(pv.chid) == 1),
+            access=(ca.read_access(chid) == 1, ca.write_access(chid) == 1),
+            metadata_pending=pending,
         )
 
     def put(self, value: Any, done: PutCallback) -> None:
@@ -168,7 +170,7 @@ class CaSource:
         """Clear both subscriptions (value and property) of the current channel."""
         sub, self._property_sub = self._property_sub, None
         if sub is not None:
-            ca.clear_subscription(sub[2])
+            sub.clear()
         monitor, self._monitor = self._monitor, None
         if monitor is not None:
             monitor.clear()
@@ -210,6 +212,22 @@ class _PrivatePV(epics.PV):
         super().disconnect(deepclean)
         if cached is not None and cached is not self:
             epics.pv._PVcache_.setdefault(key, cached)  # not ours to evict
+
+
+def _connected(pv: epics.PV, timeout: float) -> bool:
+    """Whether libca has the channel connected, waiting up to ``timeout``.
+
+    Asked of libca, not of ``PV.connected`` (set only after our connection callback ran), and
+    without ``PV.wait_for_connection``, whose ``ca.poll`` waits for every request in flight.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        chid = pv.chid
+        if chid is not None and ca.isConnected(chid):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
 
 
 def _unused(name: str) -> bool:

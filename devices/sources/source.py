@@ -43,6 +43,8 @@ class ChannelInfo:
     upper_ctrl_limit: float | None = None
     enum_strs: tuple[str, ...] | None = None
     access: tuple[bool, bool] = (True, True)  # (read, write) as the IOC grants them
+    # The control fields above are not known yet; the source's first property event brings them.
+    metadata_pending: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

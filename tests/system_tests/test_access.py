@@ -336,6 +336,8 @@ async def test_a_dragged_slider_is_coalesced_and_every_attempt_is_on_record(ioc)
     async with Sock("/api/v1/pv-socket", cookie) as sock:
         for i in range(12):  # TST:slow completes each put after 2 s
             await sock.comm.send_json_to({"action": "set", "pv": "TST:slow", "value": float(i), "id": i, "timeout": 10})
+            if i == 0:  # the drag starts: its first set is in progress when the others come
+                await asyncio.sleep(0.5)
         replies = {}
         while len(replies) < 12:
             msg = await sock.ask({}, where=lambda m: isinstance(m.get("id"), int), timeout=15)

@@ -10,3 +10,29 @@ async def test_unreadable_rules_mean_read_only(django_db_blocker):
     writer = Principal("ops", default_write=True)
     decision = decide(rules, principal=writer, name="SR:x", kind="pv", address=None, policy=Policy())
     assert decision.level == Level.READ and decision.rule == "access-rules-unavailable"
+
+
+async def test_many_decisions_at_once_read_the_rules_once(monkeypatch):
+    """A subscribe of many PVs decides them together: one read of the rules, not one each."""
+    import asyncio
+    import time
+
+    from asgiref.sync import sync_to_async
+
+    from devices.access import db
+
+    calls = []
+
+    def slow_read():  # the query, as slow as a busy database
+        calls.append(1)
+        time.sleep(0.05)
+        return (db.Rule("everything", "*", Level.READ),)
+
+    monkeypatch.setattr(db, "access_rules_load", slow_read)
+    monkeypatch.setattr(db, "database_sync_to_async", sync_to_async)  # no Django connection needed
+    rules = DbRules()
+    results = await asyncio.gather(*(rules.rules() for _ in range(200)))
+    assert len(calls) == 1
+    assert all(r == results[0] and r[0].name == "everything" for r in results)
+    await rules.rules()  # within the cache period: no read
+    assert len(calls) == 1
