@@ -6,6 +6,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
 
 from devices.access.db import DB_AUDIT, DB_RULES
@@ -78,10 +79,27 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.session.end()
 
     async def _send_text(self, text: str) -> None:
-        await self.base_send({"type": "websocket.send", "text": text})
+        send = self.__dict__.get("_data")
+        if send is None:
+            send = self._data = _data_send(self.base_send)
+        await send({"type": "websocket.send", "text": text})
 
     async def _close(self, code: int) -> None:
         await self.close(code)
+
+
+def _data_send(send: Any) -> Any:
+    """The ASGI send beneath Channels' session wrapper, for data frames.
+
+    The wrapper looks at the session on every message to decide whether to save it, which it
+    only ever does for HTTP responses; for a stream of PV updates that look was a sixth of the
+    loop (py-spy, docs/design.md). Accept and close still go through it.
+    """
+    owner = getattr(send, "__self__", None)
+    while isinstance(owner, InstanceSessionWrapper):
+        send = owner.real_send
+        owner = getattr(send, "__self__", None)
+    return send
 
 
 class PvSocketConsumer(SessionConsumer):
