@@ -1,6 +1,6 @@
 /*
- * ophydsite.js — a small client for ophydsite's (and ophyd-websocket's) pv-socket and
- * device-socket. No build step, no dependencies; works in browsers and in Node (>= 20 with
+ * ophydsite.js — a small client for ophydsite's (and ophyd-websocket's) pv-socket,
+ * device-socket, camera-socket and qs-console-socket. No build step, no dependencies; works in browsers and in Node (>= 20 with
  * --experimental-websocket, or any WebSocket passed as options.WebSocket).
  *
  *   const client = new OphydSite.Client("ws://host:8001/api/v1/pv-socket");
@@ -11,8 +11,13 @@
  *   const camera = new OphydSite.Camera("/api/v1/camera-socket", { camera: "sim", max_fps: 10 });
  *   camera.onFrame((jpeg) => { img.src = URL.createObjectURL(jpeg); });
  *
+ *   const qs = new OphydSite.Console("/api/v1/qs-console-socket");
+ *   qs.onLine((text) => pre.append(text));
+ *   qs.onState((source) => console.log(source.console));   // "connected" or "disconnected"
+ *
  * One state per PV (or device signal) merges value and metadata messages; subscriptions (and a
- * camera's request) are re-sent after a reconnect, which happens by itself with a growing delay.
+ * camera's request) are re-sent after a reconnect, which happens by itself with a growing delay;
+ * a console resumes after the last line it had.
  * A URL that starts with "/" is a socket on the page's own server.
  */
 (function (root, factory) {
@@ -71,8 +76,8 @@
   }
 
   /** One WebSocket kept open: reopened by itself with a growing delay; status and error
-   *  listeners. Subclasses say what to send on open (_opened), what a message means (_receive)
-   *  and what a lost connection means (_lost). */
+   *  listeners. Subclasses say where to connect each time (_address), what to send on open
+   *  (_opened), what a message means (_receive) and what a lost connection means (_lost). */
   class Connection {
     constructor(url, options, defaults) {
       this.url = url.startsWith("/") ? socketUrl(url) : url;
@@ -95,6 +100,7 @@
       if (this.socket) this.socket.close();
     }
 
+    _address() { return this.url; }
     _opened() {}
     _lost() {}
     _receive() {}
@@ -113,7 +119,7 @@
     }
 
     _open() {
-      const socket = new this.WebSocket(this.url);
+      const socket = new this.WebSocket(this._address());
       if (this.options.binaryType) socket.binaryType = this.options.binaryType;
       this.socket = socket;
       socket.onopen = () => {
@@ -302,5 +308,55 @@
     }
   }
 
-  return { Client: Client, Camera: Camera, merge: merge, format: format, keyOf: keyOf, socketUrl: socketUrl };
+  class Console extends Connection {
+    /**
+     * The Queue Server's console on /api/v1/qs-console-socket. The first connect gets the
+     * source state and the server's backlog; each reconnect asks for the entries after the last
+     * `seq` it had (URL ?after=SEQ), so a lost connection loses nothing the server still keeps.
+     * onLine((text, entry) => …) gets each chunk of console text once and in order (entry:
+     * {time, msg, seq}); onState the source state {console: "connected"|"disconnected",
+     * connected, source, message}, also kept as .source; onMessage every other reply (a
+     * replay's {action: "replay", after, sent, complete, last_seq}); onError refusals with .code.
+     * @param {object} [options]  {WebSocket, reconnectMs, maxReconnectMs, after (a seq to start
+     *                             after instead of the backlog, 0 for all kept)}
+     */
+    constructor(url, options = {}) {
+      super(url, options, { after: null });
+      this.lastSeq = Number.isInteger(this.options.after) ? this.options.after : null;
+      this.source = null;
+      this.listeners.line = [];
+      this.listeners.state = [];
+      this.listeners.message = [];
+      this._open();
+    }
+
+    onLine(fn) { this.listeners.line.push(fn); return this; }
+    onState(fn) { this.listeners.state.push(fn); return this; }
+    onMessage(fn) { this.listeners.message.push(fn); return this; }
+
+    _address() {
+      if (this.lastSeq === null) return this.url;
+      return this.url + (this.url.includes("?") ? "&" : "?") + "after=" + this.lastSeq;
+    }
+
+    _receive(data) {
+      if (typeof data !== "string") return;
+      let message;
+      try { message = JSON.parse(data); } catch (err) { this._emit("error", err); return; }
+      if (typeof message.console === "string") {
+        this.source = message;
+        this._emit("state", message);
+      } else if (typeof message.msg === "string" && Number.isInteger(message.seq)) {
+        if (this.lastSeq !== null && message.seq <= this.lastSeq) return; // had it before a reconnect
+        this.lastSeq = message.seq;
+        this._emit("line", message.msg, message);
+      } else if (message.error !== undefined) {
+        this._emit("error", Object.assign(new Error(message.error), { code: message.code, reply: message }));
+      } else {
+        this._emit("message", message);
+      }
+    }
+  }
+
+  return { Client: Client, Camera: Camera, Console: Console, merge: merge, format: format, keyOf: keyOf, socketUrl: socketUrl };
 });

@@ -8,7 +8,7 @@
 const test = require("node:test");
 const assert = require("node:assert/strict");
 const path = require("node:path");
-const { Client, Camera, merge, format, keyOf, socketUrl } = require(path.join(__dirname, "..", "..", "static", "ophydsite", "ophydsite.js"));
+const { Client, Camera, Console, merge, format, keyOf, socketUrl } = require(path.join(__dirname, "..", "..", "static", "ophydsite", "ophydsite.js"));
 
 const HTTP = process.env.OPHYDSITE_HTTP;
 const WS = HTTP ? HTTP.replace(/^http/, "ws") : null;
@@ -128,6 +128,67 @@ test("a camera viewer asks for processing, switches it off for reconnects too, a
   camera.close();
 });
 
+/** A console entry as the server sends it. */
+const line = (seq, msg) => JSON.stringify({ time: seq / 1e6, msg: msg, seq: seq });
+
+test("a console shows the source state and each line once, and resumes after its last seq", async () => {
+  const { FakeSocket, made } = fakeWebSocket();
+  const qs = new Console("ws://x/api/v1/qs-console-socket", { WebSocket: FakeSocket, reconnectMs: 1 });
+  const lines = [], states = [], statuses = [], messages = [], errors = [];
+  qs.onLine((text, entry) => lines.push([text, entry.seq]));
+  qs.onState((source) => states.push([source.console, source.connected, source.message]));
+  qs.onStatus((up) => statuses.push(up));
+  qs.onMessage((message) => messages.push(message));
+  qs.onError((err) => errors.push(err));
+  assert.equal(made[0].url, "ws://x/api/v1/qs-console-socket"); // the first connect: state, then the backlog
+  made[0].open();
+  assert.deepEqual(made[0].sent, []); // the console socket needs no request
+  made[0].receive(JSON.stringify({ console: "connected", connected: true, source: "tcp://qs:60625", message: "" }));
+  made[0].receive(line(10, "plan step 1"));
+  made[0].receive(line(11, "\n"));
+  made[0].receive(line(11, "\n")); // the same entry again: shown once
+  made[0].receive(JSON.stringify({ console: "disconnected", connected: false, source: "tcp://qs:60625",
+    message: "no heartbeat for 10 s" }));
+  assert.equal(qs.source.connected, false);
+  assert.equal(qs.lastSeq, 11);
+  made[0].drop();
+  await waitFor(() => made.length === 2, 1000, "the reconnect");
+  assert.equal(made[1].url, "ws://x/api/v1/qs-console-socket?after=11"); // the entries it missed, not the backlog
+  made[1].open();
+  made[1].receive(JSON.stringify({ console: "connected", connected: true, source: "tcp://qs:60625", message: "" }));
+  made[1].receive(line(11, "\n")); // an entry it had: dropped
+  made[1].receive(line(12, "plan step 2\n"));
+  const replay = { action: "replay", after: 11, sent: 1, complete: true, last_seq: 12 };
+  made[1].receive(JSON.stringify(replay));
+  made[1].receive(JSON.stringify({ error: "3 console entries were skipped", code: "entries_skipped", skipped: 3 }));
+  made[1].receive(new Uint8Array([1])); // not a console message: ignored
+  assert.deepEqual(lines, [["plan step 1", 10], ["\n", 11], ["plan step 2\n", 12]]);
+  assert.deepEqual(states, [["connected", true, ""], ["disconnected", false, "no heartbeat for 10 s"],
+    ["connected", true, ""]]);
+  assert.deepEqual(statuses, [true, false, true]);
+  assert.deepEqual(messages, [replay]);
+  assert.deepEqual(errors.map((err) => [err.code, err.reply.skipped]), [["entries_skipped", 3]]);
+  made[1].drop();
+  await waitFor(() => made.length === 3, 1000, "the second reconnect");
+  assert.equal(made[2].url, "ws://x/api/v1/qs-console-socket?after=12");
+  qs.close();
+  assert.equal(made.length, 3);
+});
+
+test("a console started after a seq asks for that from its first connect", () => {
+  const { FakeSocket, made } = fakeWebSocket();
+  const qs = new Console("ws://x/api/v1/qs-console-socket?token=t", { WebSocket: FakeSocket, after: 5 });
+  const lines = [];
+  qs.onLine((text) => lines.push(text));
+  assert.equal(made[0].url, "ws://x/api/v1/qs-console-socket?token=t&after=5");
+  made[0].open();
+  made[0].receive(line(5, "an entry it had"));
+  made[0].receive(line(6, "the first after"));
+  assert.deepEqual(lines, ["the first after"]);
+  assert.equal(qs.lastSeq, 6);
+  qs.close();
+});
+
 function waitFor(predicate, ms, what) {
   return new Promise((resolve, reject) => {
     const started = Date.now();
@@ -211,14 +272,35 @@ test("live: processing results, as the camera page draws them", { skip: !HTTP },
   }
 });
 
-test("live: a lost server connection is shown and the client resubscribes by itself",
+test("live: the Queue Server console's source state, and a replay after a seq", { skip: !HTTP }, async () => {
+  const qs = new Console(WS + "/api/v1/qs-console-socket", { after: 0 }); // every entry the server keeps
+  const messages = [];
+  qs.onMessage((message) => messages.push(message));
+  try {
+    const source = await waitFor(() => qs.source, 10000, "the source state");
+    assert.equal(source.connected, source.console === "connected"); // no Queue Server here: "disconnected"
+    assert.match(source.source, /^tcp:\/\//);
+    const replay = await waitFor(() => messages.find((m) => m.action === "replay"), 10000, "the replay's answer");
+    assert.equal(replay.after, 0);
+    assert.equal(typeof replay.complete, "boolean");
+    assert.equal(replay.sent, 0);
+  } finally {
+    qs.close();
+  }
+});
+
+test("live: a lost server connection is shown; the client resubscribes and a console resumes by itself",
   { skip: !HTTP || !process.env.OPHYDSITE_RESTART }, async () => {
     const client = new Client(WS + "/api/v1/pv-socket", { reconnectMs: 200, maxReconnectMs: 1000 });
     const statuses = [];
     client.onStatus((up) => statuses.push(up));
+    const qs = new Console(WS + "/api/v1/qs-console-socket", { after: 0, reconnectMs: 200, maxReconnectMs: 1000 });
+    const replays = [];
+    qs.onMessage((message) => { if (message.action === "replay") replays.push(message); });
     try {
       client.subscribe("DEMO:counter");
       await waitFor(() => client.state("DEMO:counter") && client.state("DEMO:counter").connected, 10000, "counter");
+      await waitFor(() => replays.length === 1, 10000, "the console's first replay");
       // The Python side watches this file and restarts the server on the same port (the test
       // runner holds a test's stdout until it ends, so a printed marker would come too late).
       require("node:fs").writeFileSync(process.env.OPHYDSITE_RESTART, "now");
@@ -229,7 +311,11 @@ test("live: a lost server connection is shown and the client resubscribes by its
       await waitFor(() => { const s = client.state("DEMO:counter"); return s.connected && s.value !== before; },
         20000, "live values again, without subscribing again by hand");
       assert.ok(client.reconnects >= 1);
+      await waitFor(() => replays.length >= 2, 20000, "the console to resume by itself");
+      assert.equal(replays[replays.length - 1].after, qs.lastSeq); // after the last line it had
+      assert.ok(qs.reconnects >= 1);
     } finally {
       client.close();
+      qs.close();
     }
   });

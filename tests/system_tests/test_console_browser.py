@@ -178,8 +178,8 @@ async def test_queue_server_console_view_streams_lines_and_shows_the_source_stat
     context = zmq.Context()
     pub = context.socket(zmq.PUB)
     pub.bind(f"tcp://127.0.0.1:{port}")
-    server = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/qs.sqlite3", "ZMQ_HOST": "127.0.0.1",
-                            "ZMQ_PORT": str(port)}, log_path=tmp_path / "s.log")
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/qs.sqlite3", "ZMQ_HOST": "127.0.0.1", "ZMQ_PORT": str(port)}
+    server = ServerProcess(env, log_path=tmp_path / "s.log")
     server.start(timeout=60)
     try:
         await page.goto(server.http + "/console/queue-server")
@@ -194,6 +194,18 @@ async def test_queue_server_console_view_streams_lines_and_shows_the_source_stat
                                      timeout=10000)
         pub.close(linger=0)  # the Queue Server goes away: the page says so
         await page.wait_for_function("document.body.dataset.console === 'disconnected'", timeout=20000)
+
+        await page.evaluate("window.heard = []; window.ophydsiteConsole.onMessage((m) => window.heard.push(m))")
+        last = await page.evaluate("window.ophydsiteConsole.lastSeq")
+        assert isinstance(last, int), last
+        server.stop()  # the banner while the server is away; then the entries after the last line it had
+        await page.wait_for_function(f"{BANNER} === 'block'", timeout=15000)
+        server = ServerProcess(env, port=server.port, log_path=tmp_path / "s2.log")
+        server.start(timeout=60)
+        await page.wait_for_function(f"{BANNER} === 'none'", timeout=30000)
+        await page.wait_for_function(f"window.heard.some((m) => m.action === 'replay' && m.after === {last})",
+                                     timeout=10000)
+        assert "completed" in await page.locator("#console").text_content()  # the lines it had stay
     finally:
         server.stop()
         context.destroy(linger=0)  # term() would wait forever for a socket a failed test left open

@@ -15,10 +15,6 @@ STYLESHEET = ROOT / "static" / "ophydsite" / "ophydsite.css"
 LIBRARY_TAG = "<script src=\"{% static 'ophydsite/ophydsite.js' %}\"></script>"
 STYLESHEET_TAG = "<link rel=\"stylesheet\" href=\"{% static 'ophydsite/ophydsite.css' %}\">"
 
-# Pages that still open their own socket, for a protocol the library does not speak yet. Each
-# must still do so (the list only shrinks); the start page must never be here.
-OWN_SOCKETS = {"console/qs_console.html"}
-
 
 def site_pages() -> dict[str, str]:
     """Every template of our own pages (the admin's overrides extend Django's admin instead)."""
@@ -45,16 +41,12 @@ def test_no_page_carries_styles_of_its_own(name):
 @pytest.mark.parametrize("name", sorted(site_pages()))
 def test_sockets_are_opened_by_the_client_library(name):
     text = site_pages()[name]
-    if name in OWN_SOCKETS:
-        assert "new WebSocket" in text, f"{name} uses the library now: take it off OWN_SOCKETS"
-        return
-    assert "new WebSocket" not in text, f"{name} opens a WebSocket itself; use OphydSite.Client or Camera"
+    assert "new WebSocket" not in text, f"{name} opens a WebSocket itself; use OphydSite.Client, Camera or Console"
     if "OphydSite." in text:
         assert LIBRARY_TAG in text, f"{name} uses OphydSite without loading {LIBRARY_TAG}"
 
 
 def test_the_start_page_runs_on_the_library():
-    assert "index.html" not in OWN_SOCKETS
     text = site_pages()["index.html"]
     assert LIBRARY_TAG in text
     assert "new OphydSite.Client(" in text and "new OphydSite.Camera(" in text
@@ -64,6 +56,13 @@ def test_the_camera_page_runs_on_the_library():
     text = site_pages()["console/camera.html"]
     assert LIBRARY_TAG in text
     assert "new OphydSite.Camera(" in text
+
+
+def test_the_queue_server_console_page_runs_on_the_library():
+    text = site_pages()["console/qs_console.html"]
+    assert LIBRARY_TAG in text
+    assert "new OphydSite.Console(" in text
+
 
 def test_the_stylesheet_defines_each_selector_once():
     text = re.sub(r"/\*.*?\*/", "", STYLESHEET.read_text(), flags=re.DOTALL)
