@@ -68,8 +68,9 @@ class Monitor:
     """One subscription on a connected channel: DBR_TIME value and alarm events, or with
     ``properties`` the DBR_CTRL fields on DBE_PROPERTY events (units, limits, enum strings).
 
-    ``native`` and ``count`` are the channel's field type and element count (each libca query
-    contends with the receive thread, so the caller asks once). Created without ``ca.poll``,
+    ``native`` is the channel's field type (each libca query contends with the receive
+    thread, so the caller asks once); ``count`` the elements asked for, 0 for what the server
+    has. Created without ``ca.poll``,
     which waits for every request of the context in flight (up to a second each while
     thousands of channels connect): the caller flushes.
     """

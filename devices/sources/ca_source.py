@@ -18,6 +18,7 @@ from typing import Any
 import epics
 from epics import ca, dbr
 
+from .ca_context import ca_executor
 from .ca_monitor import Monitor
 from .ca_put import put_with_status
 from .inbox import inbox_for
@@ -83,6 +84,37 @@ class CaSource:
     def _on_connection(self, pvname: str | None = None, conn: bool = False, **_: Any) -> None:
         """Runs on the CA callback thread. Must not block."""
         self._hand_off(self._sink.source_connection, bool(conn))
+        if conn:
+            self._hand_off(self._subscribe_soon, None)
+
+    def _subscribe_soon(self, _: Any) -> None:
+        """On the loop: monitor the connected channel from a CA thread (users that never ask
+        ``info``, such as the camera's readbacks, get values too)."""
+        future = self._loop.run_in_executor(ca_executor(), self._subscribe)
+        future.add_done_callback(_log_failure)
+
+    def _subscribe(self) -> tuple[int, int] | None:
+        """Create the value and property subscriptions once per channel; its native type and
+        element count, or None when it is not connected (any more).
+
+        Every libca call on the channel happens under the lifecycle lock, after checking that
+        the channel is still ours: a close or reopen clears it, and libca crashes on a
+        cleared channel id (seen: a camera closing while its channels subscribed)."""
+        with self._lifecycle:
+            pv = self._pv
+            chid = pv.chid if pv is not None else None
+            if chid is None or not ca.isConnected(chid):
+                return None
+            native = ca.field_type(chid)
+            count = int(ca.element_count(chid))
+            if self._monitor is None:
+                # count 0: the server's current size, as pyepics asks (a fixed count bigger
+                # than what a server sends made libca hand over a short buffer: SIGSEGV)
+                self._monitor = Monitor(chid, self._on_value, native=native, count=0)
+            if self._property_sub is None:
+                self._property_sub = Monitor(chid, self._on_property, native=native, count=1, properties=True)
+            ca.flush_io()
+            return native, count
 
     def _on_property(self, units: Any = None, precision: Any = None, lower_ctrl_limit: Any = None,
                      upper_ctrl_limit: Any = None, enum_strs: Any = None, **_: Any) -> None:
@@ -103,19 +135,12 @@ class CaSource:
         """Native type, element count and control metadata; None when not connected."""
         self._opened.wait(timeout)
         pv = self._pv
-        if pv is None or not _connected(pv, timeout):
+        if pv is None or not self._connected(pv, timeout):
             return None
-        chid = pv.chid
-        native = ca.field_type(chid)
-        count = int(ca.element_count(chid))
-        with self._lifecycle:
-            if self._pv is not pv:
-                return None  # closed or replaced while we waited for the connection
-            if self._monitor is None:
-                self._monitor = Monitor(chid, self._on_value, native=native, count=count)
-            if self._property_sub is None:
-                self._property_sub = Monitor(chid, self._on_property, native=native, count=1, properties=True)
-            ca.flush_io()
+        subscribed = self._subscribe()
+        if subscribed is None:
+            return None
+        native, count = subscribed
         # A new subscription's first event carries the current DBR_CTRL fields; until it came,
         # the bridge waits for it on its loop (no thread blocked per channel).
         pending = not self._ctrl_seen.is_set()
@@ -132,10 +157,37 @@ class CaSource:
             lower_ctrl_limit=ctrl.get("lower_ctrl_limit"),
             upper_ctrl_limit=ctrl.get("upper_ctrl_limit"),
             enum_strs=tuple(_text(s) or "" for s in enum_strs) if enum_strs else None,
-            # read directly: pyepics can miss the first access-rights event
-            access=(ca.read_access(chid) == 1, ca.write_access(chid) == 1),
+            access=self._access(),
             metadata_pending=pending,
         )
+
+    def _connected(self, pv: epics.PV, timeout: float) -> bool:
+        """Whether libca has ``pv``'s channel connected, waiting up to ``timeout``.
+
+        Asked of libca, not of ``PV.connected`` (set only after our connection callback ran),
+        and without ``PV.wait_for_connection``, whose ``ca.poll`` waits for every request in
+        flight; under the lock, since the channel may be cleared meanwhile.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lifecycle:
+                if self._pv is not pv:
+                    return False
+                chid = pv.chid
+                if chid is not None and ca.isConnected(chid):
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+
+    def _access(self) -> tuple[bool, bool]:
+        """Read and write access, read directly: pyepics can miss the first access-rights event."""
+        with self._lifecycle:
+            pv = self._pv
+            chid = pv.chid if pv is not None else None
+            if chid is None:
+                return (False, False)
+            return (ca.read_access(chid) == 1, ca.write_access(chid) == 1)
 
     def put(self, value: Any, done: PutCallback) -> None:
         with self._lifecycle:  # never on a channel a concurrent reopen or close is clearing
@@ -214,20 +266,9 @@ class _PrivatePV(epics.PV):
             epics.pv._PVcache_.setdefault(key, cached)  # not ours to evict
 
 
-def _connected(pv: epics.PV, timeout: float) -> bool:
-    """Whether libca has the channel connected, waiting up to ``timeout``.
-
-    Asked of libca, not of ``PV.connected`` (set only after our connection callback ran), and
-    without ``PV.wait_for_connection``, whose ``ca.poll`` waits for every request in flight.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        chid = pv.chid
-        if chid is not None and ca.isConnected(chid):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
+def _log_failure(future: Any) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("subscribing failed", exc_info=future.exception())
 
 
 def _unused(name: str) -> bool:

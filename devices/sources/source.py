@@ -7,12 +7,12 @@ signal or a simulation can stand behind a PV name as well as a pyepics channel.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
-@dataclass(frozen=True)
-class ValueEvent:
-    """One monitor update as received from the control system."""
+class ValueEvent(NamedTuple):
+    """One monitor update as received from the control system (a tuple: made for every CA
+    event on the callback thread, at half the cost of a frozen dataclass)."""
 
     value: Any
     timestamp: float | None
