@@ -66,13 +66,23 @@ class CaSource:
             self._opened.set()
 
     def _create(self) -> None:
-        self._pv = _PrivatePV(
-            self.name,
-            form="time",
-            auto_monitor=False,
-            connection_callback=self._on_connection,
-            access_callback=self._on_access,
-        )
+        """Make the channel's PV object, again if pyepics handed out a channel being cleared.
+
+        pyepics reuses a cached channel for a name; when another thread clears that channel
+        at the same moment (a released entry's close, an ophyd device's PV), the new PV's
+        connection callback finds a channel id pyepics no longer knows and raises
+        "Unexpected channel ID" (seen in a full test run). A fresh attempt gets a new channel.
+        """
+        for attempt in range(4):
+            try:
+                self._pv = _PrivatePV(self.name, form="time", auto_monitor=False,
+                                      connection_callback=self._on_connection, access_callback=self._on_access)
+                return
+            except ca.ChannelAccessException:
+                if attempt == 3:
+                    raise
+                log.info("channel for %s was being cleared while opened; opening again", self.name)
+                time.sleep(0.02 * (attempt + 1))
 
     def _hand_off(self, fn: Callable[[Any], None], arg: Any) -> None:
         self._inbox.post(fn, arg)  # one loop wake-up per batch of events (inbox.py)
