@@ -64,6 +64,13 @@ _CALLBACK = dbr.make_callback(_on_event, dbr.event_handler_args)
 _PROPERTY_CALLBACK = dbr.make_callback(_on_property_event, dbr.event_handler_args)
 
 
+def _attach() -> None:
+    """libca's own calls, unlike pyepics' wrappers, do not attach the calling thread to the
+    process's CA context (the bridge's CA threads are attached already; see ca_context.py)."""
+    if ca.initial_context is not None:
+        ca.use_initial_context()
+
+
 class Monitor:
     """One subscription on a connected channel: DBR_TIME value and alarm events, or with
     ``properties`` the DBR_CTRL fields on DBE_PROPERTY events (units, limits, enum strings).
@@ -77,6 +84,7 @@ class Monitor:
 
     def __init__(self, chid: Any, callback: Callable[..., None], *, native: int, count: int,
                  properties: bool = False) -> None:
+        _attach()
         self._user = ctypes.py_object(callback)  # libca holds a pointer to it: keep it alive
         self._evid = ctypes.c_void_p()
         status = ca.libca.ca_create_subscription(
@@ -87,5 +95,6 @@ class Monitor:
 
     def clear(self) -> None:
         if self._evid.value:
+            _attach()
             ca.libca.ca_clear_subscription(self._evid)
             self._evid = ctypes.c_void_p()

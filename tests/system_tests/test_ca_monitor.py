@@ -23,6 +23,7 @@ pytestmark = pytest.mark.system
 CLIENT = r"""
 import asyncio, json, sys, time
 import epics
+from devices.sources.ca_context import ca_executor
 from devices.sources.ca_source import CaSource
 
 names = sys.argv[1:]
@@ -36,12 +37,13 @@ class Sink:
 
 async def main():
     loop = asyncio.get_running_loop()
+    executor = ca_executor()  # the threads the bridge uses, attached to the one CA context
     out = {}
     for name in names:
         sink = Sink()
         source = CaSource(name, loop, sink)
-        await loop.run_in_executor(None, source.open)
-        info = await loop.run_in_executor(None, source.info, 5.0)
+        await loop.run_in_executor(executor, source.open)
+        info = await loop.run_in_executor(executor, source.info, 5.0)
         for _ in range(100):
             if sink.values: break
             await asyncio.sleep(0.05)
@@ -54,7 +56,7 @@ async def main():
                      "pyepics_type": type(reference.get()).__name__, "age_s": time.time() - event.timestamp,
                      "timestamp_delta": abs(event.timestamp - reference.timestamp),
                      "severity": event.severity, "status": event.status, "kind": info.kind}
-        source.close()
+        await loop.run_in_executor(executor, source.close)
     print(json.dumps(out))
 
 asyncio.run(main())
