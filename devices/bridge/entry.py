@@ -28,7 +28,7 @@ RATE_BURST = 2.0
 REOPEN_FIRST_S = 0.5
 REOPEN_MAX_S = 8.0
 # How long a connecting channel waits for its control metadata before publishing without it.
-PROPERTY_WAIT_S = 5.0
+PROPERTY_WAIT_S = 2.0
 
 SourceFactory = Callable[[str, asyncio.AbstractEventLoop, SourceSink], Source]
 
@@ -210,8 +210,10 @@ class PvEntry:
         return info if self._property is None else _with_property(info, self._property)
 
     def _announce_unconnected(self) -> None:
-        """A PV that never connects is reported as such, then kept searching."""
-        if not self.announced and not self._closed:
+        """A PV that never connects is reported as such, then kept searching. One that is
+        connected and waiting for its metadata is not: it publishes once it has them (a
+        clean-clone run saw a connected char array reported as null, unconnected)."""
+        if not self.announced and not self._closed and not self.connected:
             self._publish_state()
 
     def _publish_state(self) -> None:
