@@ -5,6 +5,10 @@ slowly skips intermediate values instead of growing a queue, and after catching 
 each PV's current value. Replies to requests are never dropped; they sit in a short FIFO
 that is sent first. A client whose socket accepts nothing for ``stall_timeout`` seconds, or
 that lets replies pile up past ``max_replies``, is reported stuck.
+
+A client may ask for batches (``set_batch``): then PV data goes out at most once per window,
+all of it pending in one text frame holding a JSON array, which costs a big display one frame
+and one parse per window instead of one per update. Replies are never batched or delayed.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ class Mailbox:
         self.closed = False
         self._sending_since: float | None = None  # loop time the send in progress began
         self._stalled = False
+        self._window = 0.0  # batching window in seconds; 0 = one frame per message
+        self._last_batch = float("-inf")  # loop time the previous batch frame began to go out
+        self._holding = False  # data waits for the window: only replies and close wake the sender
         self.sent = 0
         self.replaced = 0
 
@@ -45,7 +52,8 @@ class Mailbox:
         if key in self._latest:
             self.replaced += 1
         self._latest[key] = text
-        self._ready.set()
+        if not self._holding:
+            self._ready.set()
 
     def put_reply(self, text: str) -> None:
         """Queue a reply that must arrive; too many unsent replies means the client is stuck."""
@@ -57,6 +65,14 @@ class Mailbox:
         self._replies.append(text)
         self._ready.set()
 
+    def set_batch(self, window_s: float) -> None:
+        """Send PV data as one JSON-array frame per ``window_s`` seconds (0: one frame each).
+
+        Only for text payloads (the PV sockets): bytes and tuples are never joined.
+        """
+        self._window = max(0.0, float(window_s))
+        self._ready.set()  # a sender holding data for the old window looks again
+
     def drop(self, key_prefix: Hashable) -> None:
         """Forget waiting PV data whose key starts with ``key_prefix`` (after unsubscribe)."""
         for key in [k for k in self._latest if isinstance(k, tuple) and k[0] == key_prefix]:
@@ -65,13 +81,40 @@ class Mailbox:
     def pending(self) -> int:
         return len(self._latest) + len(self._replies)
 
-    def _next(self) -> Payload | None:
+    def _next(self, loop: asyncio.AbstractEventLoop) -> Payload | None:
+        """What to send now: a reply first, then data (in batch mode only once the window is
+        over); None if nothing is due."""
         if self._replies:
             return self._replies.popleft()
-        if self._latest:
-            key = next(iter(self._latest))
-            return self._latest.pop(key)
-        return None
+        if not self._latest:
+            return None
+        if self._window <= 0:
+            return self._latest.pop(next(iter(self._latest)))
+        now = loop.time()  # only here: the unbatched path stays as cheap as it was
+        if now < self._last_batch + self._window:
+            return None
+        texts = list(self._latest.values())
+        if not all(isinstance(t, str) for t in texts):  # never joined: send one at a time
+            return self._latest.pop(next(iter(self._latest)))
+        self._latest.clear()
+        self._last_batch = now
+        # Each text is already one JSON object: joining them is the whole encoding.
+        return "[" + ",".join(texts) + "]"
+
+    async def _idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait for something to send, or, while data waits for its window, for the window's
+        end (a reply or close still wakes the sender at once; more data does not)."""
+        self._ready.clear()
+        if not (self._latest and self._window > 0):
+            await self._ready.wait()
+            return
+        timer = loop.call_at(self._last_batch + self._window, self._ready.set)
+        self._holding = True
+        try:
+            await self._ready.wait()
+        finally:
+            self._holding = False
+            timer.cancel()
 
     def _stuck(self, why: str) -> None:
         if not self.closed:
@@ -94,24 +137,22 @@ class Mailbox:
         watchdog = loop.create_task(self._watch(runner), name="mailbox-watchdog")
         try:
             while not self.closed:
-                await self._ready.wait()
-                self._ready.clear()
-                while not self.closed:
-                    text = self._next()
-                    if text is None:
-                        break
-                    self._sending_since = loop.time()
-                    try:
-                        await self._send(text)
-                    except asyncio.CancelledError:
-                        if self._stalled:
-                            return  # the watchdog gave up on this socket
-                        raise
-                    except Exception:  # noqa: BLE001 - the peer went away; the consumer cleans up
-                        self.close()
-                        return
-                    self._sending_since = None
-                    self.sent += 1
+                payload = self._next(loop)
+                if payload is None:
+                    await self._idle(loop)
+                    continue
+                self._sending_since = loop.time()
+                try:
+                    await self._send(payload)
+                except asyncio.CancelledError:
+                    if self._stalled:
+                        return  # the watchdog gave up on this socket
+                    raise
+                except Exception:  # noqa: BLE001 - the peer went away; the consumer cleans up
+                    self.close()
+                    return
+                self._sending_since = None
+                self.sent += 1
         finally:
             watchdog.cancel()
 

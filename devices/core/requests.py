@@ -1,6 +1,6 @@
 """Parsing and validating client requests, with errors that say what was wrong.
 
-Pure functions: no sockets, no CA. Used by the pv-socket and the pycaserver socket.
+Pure functions: no sockets, no CA. Used by the pv-socket, the device socket and the pycaserver socket.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ from typing import Any
 
 from devices.channel_layer.topics import name_problem
 
-PV_ACTIONS = ("subscribe", "subscribeSafely", "subscribeReadOnly", "unsubscribe", "set", "refresh")
+PV_ACTIONS = ("subscribe", "subscribeSafely", "subscribeReadOnly", "unsubscribe", "set", "refresh", "options")
+# What ``options`` may set (an addition to ophyd-websocket), besides ``action`` and ``id``.
+OPTION_FIELDS = ("batch_ms",)
+BATCH_MS_MAX = 1000
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class PvRequest:
     timeout: float | None = None
     request_id: Any = None
     signal: str | None = None  # device socket: the signal a set names within the device
+    batch_ms: int | float | None = None  # options: the batching window asked for (None: unchanged)
 
 
 def decode_frame(text: str | None, data: bytes | None, limits: Limits) -> Any:
@@ -116,6 +120,9 @@ def parse_request(message: Any, limits: Limits, words: Vocabulary) -> PvRequest:
     request = PvRequest(action=action, request_id=rid)
     if action == "refresh":
         return request
+    if action == "options":
+        request.batch_ms = parse_options(message, rid)
+        return request
     _names_into(request, message, limits, words, single_only=(action in ("set", "stop")))
     if action == "stop" and request.invalid:
         raise ProtocolError("bad_name", request.invalid[0][1], rid, action)
@@ -134,6 +141,26 @@ def parse_request(message: Any, limits: Limits, words: Vocabulary) -> PvRequest:
             raise ProtocolError("bad_field", "'signal' must be the name of one of the device's signals", rid, action)
         request.signal = signal
     return request
+
+
+def parse_options(message: dict[str, Any], rid: Any = None) -> int | float | None:
+    """The ``batch_ms`` of an ``options`` request (None if it names none); unknown fields are
+    refused by name, so a misspelt option is not silently ignored."""
+    unknown = sorted(k for k in message if k not in ("action", "id", *OPTION_FIELDS))
+    if unknown:
+        raise ProtocolError("bad_field", (
+            f"Unknown option{'s' if len(unknown) > 1 else ''} {', '.join(repr(k[:50]) for k in unknown[:10])}; "
+            f"'options' takes: {', '.join(OPTION_FIELDS)}"), rid, "options")
+    raw = message.get("batch_ms")
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise ProtocolError("bad_field", f"'batch_ms' must be a number of milliseconds, got {_kind(raw)}",
+                            rid, "options")
+    if not 0 <= raw <= BATCH_MS_MAX:  # also refuses infinity (1e999 parses as one) and huge integers
+        raise ProtocolError("bad_field", f"'batch_ms' must be from 0 (off) to {BATCH_MS_MAX} ms, got {str(raw)[:30]}",
+                            rid, "options")
+    return raw
 
 
 def parse_timeout(raw: Any, limits: Limits, rid: Any = None, action: str | None = None) -> float | None:

@@ -2,7 +2,8 @@
 
 See docs/protocol.md. Message shapes match the captured 0.1.1 wire traffic; additions
 (``id`` echo, ``code`` on errors, set outcome replies, ``severity`` on values) are optional
-fields that old clients ignore.
+fields that old clients ignore; batched delivery is only for clients that ask (``options``,
+handled by the Session base for both sockets).
 """
 
 from __future__ import annotations

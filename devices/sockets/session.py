@@ -70,6 +70,7 @@ class Session:
         self._tasks: set[asyncio.Task[None]] = set()
         self.subscribed: dict[str, Any] = {}
         self.ended = False
+        self.batch_ms: int | float = 0  # the client's batching window (``options``); 0 = off
 
     # --- replies ----------------------------------------------------------------------------
 
@@ -108,6 +109,16 @@ class Session:
             log.exception("request failed")
             self.error(ProtocolError("internal", "Internal error while handling the request; see server log",
                                      request_id))
+
+    # --- delivery options -------------------------------------------------------------------
+
+    async def _do_options(self, request: PvRequest) -> None:
+        """``options`` (an addition): ``batch_ms`` > 0 sends this socket's stream data as one
+        JSON-array frame per window; without it the options in force are reported."""
+        if request.batch_ms is not None:
+            self.batch_ms = request.batch_ms
+            self.mailbox.set_batch(request.batch_ms / 1000)
+        self.reply({"action": "options", "batch_ms": self.batch_ms}, request.request_id)
 
     # --- subscriptions under the access rules -------------------------------------------------
 

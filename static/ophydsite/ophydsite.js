@@ -17,7 +17,8 @@
  *
  * One state per PV (or device signal) merges value and metadata messages; subscriptions (and a
  * camera's request) are re-sent after a reconnect, which happens by itself with a growing delay;
- * a console resumes after the last line it had.
+ * a console resumes after the last line it had. A big display passes {batchMs: 50}: the server
+ * then sends its updates as one JSON-array frame per 50 ms (docs/protocol.md, "Batched delivery").
  * A URL that starts with "/" is a socket on the page's own server.
  */
 (function (root, factory) {
@@ -151,10 +152,13 @@
     /**
      * @param {string} url  ws(s)://host/api/v1/pv-socket or .../device-socket (or just the path)
      * @param {object} [options]  {WebSocket, reconnectMs (first delay, 500), maxReconnectMs (10000),
-     *                             readOnly (subscribe with subscribeReadOnly), setTimeoutMs (60000)}
+     *                             readOnly (subscribe with subscribeReadOnly), setTimeoutMs (60000),
+     *                             batchMs (ask for one frame of updates per batchMs; 0, the default,
+     *                             asks nothing: ophyd-websocket's frames), namesPerRequest (500, the
+     *                             server's OAS_MAX_NAMES_PER_REQUEST: longer lists go in several requests)}
      */
     constructor(url, options = {}) {
-      super(url, options, { readOnly: false, setTimeoutMs: 60000 });
+      super(url, options, { readOnly: false, setTimeoutMs: 60000, batchMs: 0, namesPerRequest: 500 });
       this.kind = /device-socket/.test(this.url) ? "device" : "pv";
       this.states = new Map(); // key -> merged state
       this.wanted = new Set(); // names to (re)subscribe
@@ -176,7 +180,7 @@
 
     unsubscribe(names) {
       const list = [].concat(names).filter((n) => this.wanted.delete(n));
-      if (list.length && this.connected) this._send({ action: "unsubscribe", [this.kind + "s"]: list });
+      if (list.length && this.connected) this._names("unsubscribe", list);
       for (const key of Array.from(this.states.keys())) {
         if (list.some((n) => key === n || key.startsWith(n + "/"))) this.states.delete(key);
       }
@@ -222,10 +226,20 @@
     }
 
     _subscribe(list) {
-      this._send({ action: this.options.readOnly ? "subscribeReadOnly" : "subscribe", [this.kind + "s"]: list });
+      this._names(this.options.readOnly ? "subscribeReadOnly" : "subscribe", list);
+    }
+
+    /** One action over many names, in requests the server accepts (it refuses over-long lists). */
+    _names(action, list) {
+      const size = Math.max(1, this.options.namesPerRequest);
+      for (let i = 0; i < list.length; i += size) {
+        this._send({ action: action, [this.kind + "s"]: list.slice(i, i + size) });
+      }
     }
 
     _opened() {
+      // Options hold for one connection: asked again on every connect, before any data is due.
+      if (this.options.batchMs > 0) this._send({ action: "options", batch_ms: this.options.batchMs });
       if (this.wanted.size) this._subscribe(Array.from(this.wanted));
     }
 
@@ -240,6 +254,15 @@
       if (typeof text !== "string") return;
       let message;
       try { message = JSON.parse(text); } catch (err) { this._emit("error", err); return; }
+      if (Array.isArray(message)) { // a batch: each element as if it had come in a frame of its own
+        for (const each of message) this._dispatch(each);
+      } else {
+        this._dispatch(message);
+      }
+    }
+
+    _dispatch(message) {
+      if (message === null || typeof message !== "object") return;
       const id = message.id;
       if (id !== undefined && this.pending.has(id)) {
         const p = this.pending.get(id);

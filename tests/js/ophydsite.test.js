@@ -189,6 +189,68 @@ test("a console started after a seq asks for that from its first connect", () =>
   qs.close();
 });
 
+test("a batch frame is dispatched element by element, exactly as single frames would be", () => {
+  const messages = [
+    { pv: "A", value: 1, timestamp: 1, connected: true, severity: 0 },
+    { pv: "B", sub_type: "meta", obj: "B", units: "mm", precision: 1, connected: true },
+    { pv: "B", value: 2.25, timestamp: 2, connected: true, severity: 1 },
+    { device: "m1", signal: "m1_rbv", value: 3, connected: true, signal_connected: true },
+  ];
+  const heard = (client) => { const out = []; client.onChange((key, state) => out.push([key, state])); return out; };
+  const single = fakeWebSocket(), batched = fakeWebSocket();
+  const one = new Client("ws://x/api/v1/pv-socket", { WebSocket: single.FakeSocket });
+  const many = new Client("ws://x/api/v1/pv-socket", { WebSocket: batched.FakeSocket, batchMs: 20 });
+  const fromSingles = heard(one), fromBatch = heard(many);
+  const errors = [];
+  many.onError((err) => errors.push(err));
+  single.made[0].open();
+  batched.made[0].open();
+  for (const m of messages) single.made[0].receive(JSON.stringify(m));
+  batched.made[0].receive(JSON.stringify({ action: "options", batch_ms: 20 })); // the reply: nothing to show
+  batched.made[0].receive(JSON.stringify(messages));
+  batched.made[0].receive("[]");
+  assert.deepEqual(fromBatch, fromSingles);
+  assert.equal(fromBatch.length, 4);
+  assert.equal(format(many.state("B")), "2.3 mm");
+  assert.equal(many.state("m1/m1_rbv").value, 3);
+  assert.deepEqual(errors, []);
+  one.close();
+  many.close();
+});
+
+test("batchMs asks for batches on every connect, before subscribing; without it nothing is asked", async () => {
+  const { FakeSocket, made } = fakeWebSocket();
+  const client = new Client("ws://x/api/v1/pv-socket", { WebSocket: FakeSocket, batchMs: 50, reconnectMs: 1 });
+  client.subscribe(["A", "B"]);
+  made[0].open();
+  assert.deepEqual(made[0].sent, [{ action: "options", batch_ms: 50 }, { action: "subscribe", pvs: ["A", "B"] }]);
+  made[0].drop();
+  await waitFor(() => made.length === 2, 1000, "the reconnect");
+  made[1].open();
+  assert.deepEqual(made[1].sent, [{ action: "options", batch_ms: 50 }, { action: "subscribe", pvs: ["A", "B"] }]);
+  client.close();
+  const plain = fakeWebSocket();
+  const old = new Client("ws://x/api/v1/device-socket", { WebSocket: plain.FakeSocket });
+  old.subscribe("motor1");
+  plain.made[0].open();
+  assert.deepEqual(plain.made[0].sent, [{ action: "subscribe", devices: ["motor1"] }]); // ophyd-websocket's traffic
+  old.close();
+});
+
+test("long name lists go in requests of at most namesPerRequest names", () => {
+  const { FakeSocket, made } = fakeWebSocket();
+  const client = new Client("ws://x/api/v1/pv-socket", { WebSocket: FakeSocket });
+  const names = Array.from({ length: 1200 }, (_, i) => "P:" + i);
+  client.subscribe(names); // 2,000-row pages resubscribe everything on a reconnect
+  made[0].open();
+  assert.deepEqual(made[0].sent.map((m) => [m.action, m.pvs.length]), [["subscribe", 500], ["subscribe", 500],
+    ["subscribe", 200]]);
+  assert.deepEqual(made[0].sent.flatMap((m) => m.pvs), names);
+  client.unsubscribe(names.slice(0, 600));
+  assert.deepEqual(made[0].sent.slice(3).map((m) => [m.action, m.pvs.length]), [["unsubscribe", 500], ["unsubscribe", 100]]);
+  client.close();
+});
+
 function waitFor(predicate, ms, what) {
   return new Promise((resolve, reject) => {
     const started = Date.now();
@@ -234,6 +296,34 @@ test("live: the device socket, keyed by device and signal", { skip: !HTTP }, asy
     await waitFor(() => Math.abs(client.state("motor1/motor1_user_readback").value - 0.5) < 0.01, 10000,
       "the readback to follow");
   } finally {
+    client.close();
+  }
+});
+
+test("live: batched delivery, as arrays of the usual messages, and the client follows them", { skip: !HTTP }, async () => {
+  const frames = [];
+  const raw = new WebSocket(WS + "/api/v1/pv-socket");
+  raw.onmessage = (event) => frames.push(JSON.parse(event.data));
+  const client = new Client(WS + "/api/v1/pv-socket", { batchMs: 50 });
+  try {
+    await waitFor(() => raw.readyState === 1, 10000, "the raw socket to open");
+    raw.send(JSON.stringify({ action: "options", batch_ms: 50, id: 1 }));
+    raw.send(JSON.stringify({ action: "subscribe", pvs: ["DEMO:sine", "DEMO:counter"], id: 2 }));
+    await waitFor(() => frames.filter(Array.isArray).length >= 3, 10000, "batch frames");
+    assert.deepEqual(frames[0], { action: "options", batch_ms: 50, id: 1 });
+    assert.equal(frames[1].id, 2); // replies stay single objects
+    for (const batch of frames.filter(Array.isArray)) {
+      assert.ok(batch.length >= 1 && batch.every((m) => typeof m.pv === "string"));
+      const keys = batch.map((m) => m.pv + (m.sub_type || ""));
+      assert.equal(new Set(keys).size, keys.length); // the latest per PV and kind
+    }
+    const values = [];
+    client.onChange((name, state) => { if (name === "DEMO:sine" && state.hasValue) values.push(state.value); });
+    client.subscribe(["DEMO:sine"]);
+    await waitFor(() => new Set(values).size > 2, 10000, "DEMO:sine to move through batches");
+    assert.equal(client.state("DEMO:sine").units, "V");
+  } finally {
+    raw.close();
     client.close();
   }
 });

@@ -4,6 +4,7 @@ without the rule sees the refusal."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -274,5 +275,44 @@ async def test_a_lost_server_shows_the_banner_and_the_page_resubscribes(page, tm
                                      timeout=30000)
         await page.wait_for_function(f"{sine}.textContent !== {stale!r}", timeout=15000)  # live again, by itself
         assert await page.locator("tr[data-pv='DEMO:sine'] td.state").text_content() == "yes"
+    finally:
+        server.stop()
+
+
+async def test_the_pv_page_with_two_thousand_rows_runs_on_batched_frames(page, tmp_path, ca_repeater):
+    server = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/big.sqlite3"}, log_path=tmp_path / "s.log")
+    server.start_args = ["--demo"]
+    server.start(timeout=60)
+    frames: list[str] = []
+    page.on("websocket", lambda socket: socket.on(
+        "framereceived", lambda payload: frames.append(payload if isinstance(payload, str) else "")))
+    ghosts = [f"BIG:none{i}" for i in range(1996)]  # never connect: each row hears "connected: false"
+    names = ["DEMO:counter", "DEMO:sine", *ghosts]
+    counter = "document.querySelector(\"tr[data-pv='DEMO:counter'] td.value\")"
+    try:
+        await page.goto(server.http + "/console/pvs")  # watches DEMO:m1:sp, DEMO:m1:rbv, DEMO:sine
+        await page.click("details.watch-list summary")
+        await page.fill("#pvnames", "\n".join(names))  # a pasted column of names
+        await page.click("#add-many button")
+        assert await page.locator("#rows tr").count() == 2000
+        await page.wait_for_function(f"{counter}.textContent !== '…'", timeout=15000)
+        first = await page.locator("tr[data-pv='DEMO:counter'] td.value").text_content()
+        await page.wait_for_function(f"{counter}.textContent !== {first!r}", timeout=15000)
+        await page.wait_for_function(  # every ghost row was told (with the bridge's connect timeout)
+            "Array.from(document.querySelectorAll(\"#rows tr[data-pv^='BIG:']\"))"
+            ".every((tr) => tr.cells[1].textContent === '—' && tr.cells[4].textContent === 'no')", timeout=60000)
+        now = await page.locator("tr[data-pv='DEMO:counter'] td.value").text_content()
+        await page.wait_for_function(f"{counter}.textContent !== {now!r}", timeout=15000)  # still live
+
+        setpoint = page.locator("tr[data-pv='DEMO:m1:sp']")  # the set forms work in the big table
+        await setpoint.locator("input[name=value]").fill("1.5")
+        await setpoint.locator("button").click()
+        await page.wait_for_function("document.getElementById('outcome').className === 'ok'", timeout=15000)
+
+        assert any(f.startswith("{") and '"action":"options"' in f and '"batch_ms":50' in f for f in frames)
+        batches = [json.loads(f) for f in frames if f.startswith("[")]
+        assert batches and max(len(b) for b in batches) > 1  # many PVs' updates in one frame
+        assert all(isinstance(m, dict) and "pv" in m and "id" not in m for b in batches for m in b)
+        assert not [f for f in frames if f.startswith("{") and '"pv":' in f and '"action"' not in f]
     finally:
         server.stop()

@@ -1,6 +1,13 @@
 import pytest
 
-from devices.core.requests import Limits, ProtocolError, decode_frame, parse_pv_request
+from devices.core.requests import (
+    DEVICE_WORDS,
+    Limits,
+    ProtocolError,
+    decode_frame,
+    parse_pv_request,
+    parse_request,
+)
 
 LIMITS = Limits(max_message_bytes=1000, max_names_per_request=5, max_name_length=40, set_timeout_max_s=60)
 
@@ -83,3 +90,32 @@ def test_bad_ids():
     assert error_of({"action": "refresh", "id": {"a": 1}}).code == "bad_field"
     assert error_of({"action": "refresh", "id": True}).code == "bad_field"
     assert parse({"action": "refresh", "id": "abc"}).request_id == "abc"
+
+
+def test_options_names_no_target_and_takes_a_batch_window():
+    request = parse({"action": "options", "batch_ms": 20, "id": 4})
+    assert (request.action, request.batch_ms, request.request_id, request.names) == ("options", 20, 4, [])
+    assert parse({"action": "options", "batch_ms": 0}).batch_ms == 0  # off again
+    assert parse({"action": "options", "batch_ms": 12.5}).batch_ms == 12.5
+    assert parse({"action": "options", "batch_ms": 1000}).batch_ms == 1000
+    assert parse({"action": "options"}).batch_ms is None  # a question: which options hold
+    device = parse_request({"action": "options", "batch_ms": 50}, LIMITS, DEVICE_WORDS)
+    assert device.batch_ms == 50
+
+
+@pytest.mark.parametrize("raw", [True, False, "20", [20], {"ms": 20}, -1, -0.5, 1000.5, 1001, 10**400,
+                                 float("inf"), float("nan")])
+def test_options_refuses_a_window_that_is_not_0_to_1000_ms(raw):
+    exc = error_of({"action": "options", "batch_ms": raw, "id": "o"})
+    assert (exc.code, exc.action, exc.request_id) == ("bad_field", "options", "o")
+    assert "'batch_ms'" in exc.message and ("1000" in exc.message or "number" in exc.message)
+
+
+def test_options_names_the_fields_it_does_not_know():
+    exc = error_of({"action": "options", "batch_ms": 20, "batchMs": 20, "pv": "A"})
+    assert (exc.code, exc.action) == ("bad_field", "options")
+    assert "'batchMs'" in exc.message and "'pv'" in exc.message and "batch_ms" in exc.message
+
+
+def test_options_is_listed_among_the_actions():
+    assert "options" in error_of({"action": "fly"}).message
