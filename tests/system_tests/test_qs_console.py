@@ -160,7 +160,12 @@ async def test_a_missing_heartbeat_counts_as_gone(publisher, ws):
     settings.OAS = replace(settings.OAS, qs_console_heartbeat_s=0.5)
     sock = await ws(PATH)
     await warm_up(publisher, sock)
-    publisher.heartbeat()
+    # Beats for a second, as RE Manager sends them, then none. Not one beat: ZMQ applies each
+    # topic's subscription on its own, and under load the QS_Info one was seen to land after
+    # the warm-up's QS_Console line, so a single beat was dropped and no staleness followed.
+    for _ in range(10):
+        publisher.heartbeat()
+        await asyncio.sleep(0.1)
     stale = await sock.next(lambda m: m.get("console") == "disconnected", timeout=10)
     assert "no heartbeat" in stale["message"]
     for _ in range(30):
