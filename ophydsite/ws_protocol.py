@@ -61,6 +61,26 @@ class BoundedCloseWebSocketProtocol(WebSocketsSansIOProtocol):
                 raise ClientDisconnected() from None
         await super().send(message)
 
+    async def send_texts(self, texts: list[str]) -> None:
+        """Several data frames after one flow-control wait (the mailbox's backlog). Offered to
+        the application through the ASGI send's owner (devices/sockets/consumers.py)."""
+        if not (self.handshake_complete and not self.close_sent and self.initial_response is None):
+            for text in texts:  # not streaming (yet or any more): the plain path decides
+                await self.send({"type": "websocket.send", "text": text})
+            return
+        await self.writable.wait()
+        if self.disconnected:
+            raise ClientDisconnected()
+        conn = self.conn
+        try:
+            for text in texts:
+                conn.send_text(text.encode())
+        except InvalidState:  # the connection is closing
+            raise ClientDisconnected() from None
+        if not self._unwritten:
+            self.loop.call_soon(self._write_unwritten)
+        self._unwritten.extend(conn.data_to_send())
+
     def _write_unwritten(self) -> None:
         frames, self._unwritten = self._unwritten, []
         if frames and not self.transport.is_closing():

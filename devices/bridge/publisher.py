@@ -6,7 +6,8 @@ as one ``pv.batch`` to each hub that leases the PV (a hub per server process), s
 carries a few hundred messages a second whatever the number of PVs (measured: a group send
 per update cost the in-memory layer a scan of every group, see docs/design.md). A key that is
 already waiting keeps its place and takes the newer message, so the backlog is bounded by the
-number of PVs, never by the update rate.
+number of PVs, never by the update rate. A hub on the publisher's own loop (embedded mode)
+takes its batch as Python objects, without JSON or the layer (``channel_layer/local.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from devices.channel_layer import local
 from devices.channel_layer import messages as m
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,17 @@ class Publisher:
         return batches
 
     async def _send_batches(self) -> None:
+        loop = asyncio.get_running_loop()
         for hub, messages in self._take_batches().items():
+            receive = local.receiver(hub, loop)
+            if receive is not None:
+                try:
+                    receive(messages)
+                    self.sent += len(messages)
+                    self.batches += 1
+                except Exception:  # noqa: BLE001 - one hub's failure must not stop publishing
+                    log.exception("handing %d updates to local hub %s failed", len(messages), hub)
+                continue
             # One JSON text: cheap to copy in the in-memory layer, to pack for Redis, and
             # decoded once by the hub.
             try:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 from channels.exceptions import ChannelFull
 
+from devices.channel_layer import local
 from devices.channel_layer import messages as m
 from devices.channel_layer.reader import serve_channel
 
@@ -42,6 +43,13 @@ class Update:
         text = self._texts.get(variant)
         if text is None:
             text = self._texts[variant] = render()
+        return text
+
+    def cached(self, variant: Any) -> str | None:
+        return self._texts.get(variant)
+
+    def keep(self, variant: Any, text: str) -> str:
+        self._texts[variant] = text
         return text
 
     @property
@@ -68,11 +76,14 @@ class RegistryListener(Protocol):
         """The bridge reloaded its device registry; ``devices`` are the names it holds now."""
 
 
-def _same(a: Update, b: Update) -> bool:
-    if a.kind == "meta":
-        return a.msg["meta"] == b.msg["meta"]
-    keys = ("value", "timestamp", "connected", "severity", "read_access", "write_access")
-    return all(a.msg.get(k) == b.msg.get(k) for k in keys)
+def _same(a: dict[str, Any], b: dict[str, Any], kind: str) -> bool:
+    """Whether two bridge messages of one PV say the same (a snapshot repeating an update)."""
+    if kind == "meta":
+        return a["meta"] == b["meta"]
+    # The timestamp first: it differs on nearly every update, so one comparison decides.
+    return (a.get("timestamp") == b.get("timestamp") and a.get("value") == b.get("value")
+            and a.get("connected") == b.get("connected") and a.get("severity") == b.get("severity")
+            and a.get("read_access") == b.get("read_access") and a.get("write_access") == b.get("write_access"))
 
 
 class Hub:
@@ -95,6 +106,7 @@ class Hub:
 
     async def start(self) -> None:
         self.channel = await self._layer.new_channel()
+        local.register(self.channel, self.on_updates)  # an embedded bridge hands batches over directly
         await self._layer.group_add(m.REGISTRY_GROUP, self.channel)
         await self._layer.group_add(m.ACCESS_GROUP, self.channel)
         self._tasks = [
@@ -103,6 +115,7 @@ class Hub:
         ]
 
     async def stop(self) -> None:
+        local.unregister(self.channel)
         for task in self._tasks:
             task.cancel()
 
@@ -257,26 +270,36 @@ class Hub:
                 future.set_result(message.get("outcome") or {})
 
     def _on_batch(self, text: str) -> None:
-        """A tick's updates of the PVs this process leases, oldest first."""
-        for msg in orjson.loads(text):
+        """A tick's updates from the layer (a bridge in another process), as JSON text."""
+        self.on_updates(orjson.loads(text))
+
+    def on_updates(self, messages: list[dict[str, Any]]) -> None:
+        """A tick's updates of the PVs this process leases, oldest first. The messages are
+        the bridge's own when it shares this loop: read, never changed."""
+        on_update = self._on_update
+        for msg in messages:
             kind = msg.get("type")
             if kind == m.PV_VALUE:
-                self._on_update(Update("value", msg))
+                on_update(Update("value", msg))
             elif kind == m.PV_META:
-                self._on_update(Update("meta", msg))
+                on_update(Update("meta", msg))
 
     def _on_update(self, update: Update) -> None:
-        name = update.msg["pv"]
+        msg = update.msg
+        name = msg["pv"]
         clients = self._clients.get(name)
         if clients is None:
-            return  # left the group while this was in flight
-        state = self._state.setdefault(name, {})
-        previous = state.get(update.kind)
-        if previous is not None and _same(previous, update):
+            return  # released while this was in flight
+        state = self._state.get(name)
+        if state is None:
+            state = self._state[name] = {}
+        kind = update.kind
+        previous = state.get(kind)
+        if previous is not None and _same(previous.msg, msg, kind):
             return
-        state[update.kind] = update
-        if update.connected:
-            for future in self._waiters.get(name, []):
+        state[kind] = update
+        if self._waiters and update.connected:
+            for future in self._waiters.get(name, ()):
                 if not future.done():
                     future.set_result(None)
         for client in list(clients):

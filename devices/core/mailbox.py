@@ -16,20 +16,27 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
+from itertools import islice
 from typing import Any
 
 # Text on the PV sockets; the camera socket also sends bytes, or (text, bytes) pairs that
 # must arrive together (a frame's description, then the frame).
 Payload = Any
 Send = Callable[[Payload], Awaitable[None]]
+SendMany = Callable[[list[str]], Awaitable[None]]
+# Frames handed to ``send_many`` at once: bounds what one call puts past flow control.
+BULK_MAX = 256
 
 
 class Mailbox:
     """The outgoing side of one WebSocket."""
 
     def __init__(self, send: Send, *, max_replies: int, stall_timeout: float,
-                 on_stuck: Callable[[str], None]) -> None:
+                 on_stuck: Callable[[str], None], send_many: SendMany | None = None) -> None:
+        """``send_many``, when the server offers it, writes several text frames with one flow
+        control wait: a backlog of updates then costs one await, not one per frame."""
         self._send = send
+        self._send_many = send_many
         self._latest: dict[Hashable, Payload] = {}
         self._replies: deque[Payload] = deque()
         self._max_replies = max_replies
@@ -101,6 +108,21 @@ class Mailbox:
         # Each text is already one JSON object: joining them is the whole encoding.
         return "[" + ",".join(texts) + "]"
 
+    def _take_bulk(self) -> list[str] | None:
+        """Up to BULK_MAX waiting texts in one go, when the sender can take several, no reply
+        waits, no batch window applies and more than one is waiting; else None."""
+        latest = self._latest
+        if self._send_many is None or self._replies or self._window > 0 or len(latest) < 2:
+            return None
+        texts: list[str] = []
+        for key in list(islice(latest, BULK_MAX)):
+            text = latest[key]
+            if type(text) is not str:  # bytes or a (text, bytes) pair: one at a time
+                break
+            texts.append(text)
+            del latest[key]
+        return texts or None
+
     async def _idle(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait for something to send, or, while data waits for its window, for the window's
         end (a reply or close still wakes the sender at once; more data does not)."""
@@ -137,13 +159,18 @@ class Mailbox:
         watchdog = loop.create_task(self._watch(runner), name="mailbox-watchdog")
         try:
             while not self.closed:
-                payload = self._next(loop)
-                if payload is None:
+                bulk = self._take_bulk()
+                payload = self._next(loop) if bulk is None else None
+                if bulk is None and payload is None:
                     await self._idle(loop)
                     continue
                 self._sending_since = loop.time()
                 try:
-                    await self._send(payload)
+                    if bulk is not None:
+                        await self._send_many(bulk)  # type: ignore[misc]
+                        self.sent += len(bulk) - 1
+                    else:
+                        await self._send(payload)
                 except asyncio.CancelledError:
                     if self._stalled:
                         return  # the watchdog gave up on this socket

@@ -42,7 +42,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         client = self.scope.get("client") or ("?", 0)
         self.session = self.session_class(hub=hub, settings=settings.OAS, send=self._send_text,
                                           close=self._close, guard=guard, client=f"{client[0]}:{client[1]}",
-                                          interlock=current_interlock)
+                                          interlock=current_interlock, send_many=self._send_many())
 
     async def _guard(self) -> Guard:
         """Who this socket is (session user or API token) and from where, fixed at connect."""
@@ -83,6 +83,14 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if send is None:
             send = self._data = _data_send(self.base_send)
         await send({"type": "websocket.send", "text": text})
+
+    def _send_many(self) -> Any:
+        """The server's ``send_texts`` (ophydsite/ws_protocol.py: several frames, one flow
+        control wait) when the ASGI send beneath the wrappers belongs to it; else None."""
+        send = self.__dict__.get("_data")
+        if send is None:
+            send = self._data = _data_send(self.base_send)
+        return getattr(getattr(send, "__self__", None), "send_texts", None)
 
     async def _close(self, code: int) -> None:
         await self.close(code)

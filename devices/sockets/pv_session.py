@@ -17,6 +17,8 @@ from devices.core.requests import ProtocolError, PvRequest, decode_frame, parse_
 
 from .session import READ_ONLY, READ_WRITE, Session, mode_under
 
+_VARIANTS = {(kind, writable): (f"pv-{kind}", writable) for kind in ("meta", "value") for writable in (True, False)}
+
 
 class PvSession(Session):
     """One pv-socket connection."""
@@ -38,10 +40,15 @@ class PvSession(Session):
 
     @staticmethod
     def _render(pv: str, update: Update, mode: str) -> str:
-        writable = mode == READ_WRITE
-        if update.kind == "meta":
-            return update.text(("pv-meta", writable), lambda: wire.pv_meta_text(update.msg, writable))
-        return update.text(("pv-value", writable), lambda: wire.pv_value_text(update.msg, writable))
+        """The text for this client's variant, rendered once per process (no closure per call:
+        this runs for every update of every client)."""
+        variant = _VARIANTS[(update.kind, mode == READ_WRITE)]
+        text = update.cached(variant)
+        if text is None:
+            writable = variant[1]
+            render = wire.pv_meta_text if update.kind == "meta" else wire.pv_value_text
+            text = update.keep(variant, render(update.msg, writable))
+        return text
 
     # --- requests ---------------------------------------------------------------------------
 

@@ -48,7 +48,8 @@ class Session:
 
     def __init__(self, *, hub: Hub, settings: OasSettings, send: Callable[[str], Awaitable[None]],
                  close: Callable[[int], Awaitable[None]], guard: Guard, client: str = "",
-                 interlock: Interlock | Callable[[], Interlock] = OPEN) -> None:
+                 interlock: Interlock | Callable[[], Interlock] = OPEN,
+                 send_many: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         self.hub = hub
         self.guard = guard
         self.settings = settings
@@ -62,7 +63,8 @@ class Session:
         )
         self._close = close
         self.mailbox = Mailbox(send, max_replies=settings.max_pending_replies,
-                               stall_timeout=settings.client_stall_timeout_s, on_stuck=self._stuck)
+                               stall_timeout=settings.client_stall_timeout_s, on_stuck=self._stuck,
+                               send_many=send_many)
         self._sender = asyncio.create_task(self.mailbox.run(), name="mailbox-sender")
         self._review_now = asyncio.Event()
         self._reviewer = asyncio.create_task(self._review_loop(), name="access-review")
