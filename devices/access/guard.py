@@ -100,6 +100,13 @@ class Guard:
         return decide(await self._rules.rules(), principal=self.principal, name=name, kind=kind,
                       address=self.address, policy=self.policy)
 
+    async def decide_many(self, names: list[str], kind: str) -> list[Decision]:
+        """Decisions for many names under one reading of the rules: a socket of 2,000 PVs
+        reviewed with a task per name made a 0.4 s stall of the loop every review (py-spy)."""
+        rules = await self._rules.rules()
+        return [decide(rules, principal=self.principal, name=n, kind=kind, address=self.address,
+                       policy=self.policy) for n in names]
+
     def _base(self, target: str, signal: str, value: Any, before: str | None, decision: Decision) -> dict[str, Any]:
         return {"username": self.principal.username or "", "user_id": self.user_id,
                 "token": self.principal.token or "", "client": self.address or "", "origin": self.origin,

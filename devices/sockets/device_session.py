@@ -295,7 +295,7 @@ class DeviceSession(Session):
         names = list(self.subscribed)
         if not names:
             return
-        decisions = await asyncio.gather(*(self.guard.decide(n, "device") for n in names))
+        decisions = await self.guard.decide_many(names, "device")
         for name, decision in zip(names, decisions, strict=True):
             sub = self.subscribed.get(name)
             if sub is None:

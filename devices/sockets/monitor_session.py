@@ -6,7 +6,6 @@ connect to. Replies are ``connection`` and ``monitor`` messages (see docs/protoc
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from devices.core import wire
@@ -75,7 +74,7 @@ class MonitorSession(Session):
 
     async def review_access(self) -> None:
         names = list(self.subscribed)
-        decisions = await asyncio.gather(*(self.guard.decide(n, "pv") for n in names))
+        decisions = await self.guard.decide_many(names, "pv")
         lost = [n for n, d in zip(names, decisions, strict=True) if not d.can_read]
         for name in lost:
             del self.subscribed[name]

@@ -158,7 +158,7 @@ class PvSession(Session):
         names = list(self.subscribed)
         if not names:
             return
-        decisions = await asyncio.gather(*(self.guard.decide(n, "pv") for n in names))
+        decisions = await self.guard.decide_many(names, "pv")
         lost: list[str] = []
         for name, decision in zip(names, decisions, strict=True):
             mode = self.subscribed.get(name)

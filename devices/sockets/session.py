@@ -147,7 +147,7 @@ class Session:
     async def access_modes(self, names: list[str], asked: str, failed: list[dict[str, str]]) -> dict[str, str]:
         """The mode each name gets under the access rules; names not readable go to ``failed``."""
         modes: dict[str, str] = {}
-        decisions = await asyncio.gather(*(self.guard.decide(n, self.target_kind) for n in names))
+        decisions = await self.guard.decide_many(names, self.target_kind)
         for name, decision in zip(names, decisions, strict=True):
             if decision.can_read:
                 modes[name] = mode_under(asked, decision)
