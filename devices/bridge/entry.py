@@ -19,13 +19,12 @@ from devices.channel_layer.jsonsafe import value_json
 from devices.sources.source import ChannelInfo, PropertyEvent, Source, SourceSink, ValueEvent
 
 from .publisher import Publisher
+from .ratecap import RateCap
 
 log = logging.getLogger(__name__)
 
 # Arrays longer than this are JSON-encoded on a worker thread (~2 ms per 10k doubles).
 ENCODE_OFF_LOOP = 20000
-# Publishes a PV may bunch together after a quiet spell; the average stays at the cap.
-RATE_BURST = 2.0
 REOPEN_FIRST_S = 0.5
 REOPEN_MAX_S = 8.0
 # How long a connecting channel waits for its control metadata before publishing without it.
@@ -58,8 +57,7 @@ class PvEntry:
         self.idle_since: float | None = None
         self.ready = asyncio.Event()  # connected and metadata known (awaited by sets)
         self._ready = False  # the same as a plain flag: read on every event, Event.is_set is a call
-        self._tokens = 1.0  # rate-cap token bucket (one token per allowed publish)
-        self._tokens_at = loop.time()
+        self._cap = RateCap(loop.time())
         self._timer: asyncio.TimerHandle | None = None
         self._info_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -242,13 +240,11 @@ class PvEntry:
             self._send_value()
             return
         now = self._loop.time()
-        self._tokens = min(RATE_BURST, self._tokens + (now - self._tokens_at) / interval)
-        self._tokens_at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        wait = self._cap.delay(now, interval)
+        if wait <= 0.0:
             self._send_value()
         else:
-            self._timer = self._loop.call_at(now + (1.0 - self._tokens) * interval, self._timer_fired)
+            self._timer = self._loop.call_at(now + wait, self._timer_fired)
 
     def _timer_fired(self) -> None:
         self._timer = None
