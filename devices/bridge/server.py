@@ -12,6 +12,7 @@ from typing import Any
 from devices.channel_layer import messages as m
 from devices.channel_layer.reader import serve_channel
 from devices.channel_layer.topics import name_problem, parse_device_topic
+from devices.sources.batch_calls import batcher_for
 from devices.sources.ca_context import ca_executor
 from devices.sources.ca_source import CaSource
 from devices.startup.registry import DeviceRegistry
@@ -113,7 +114,8 @@ class Bridge:
                             scalar_rate_hz=s.scalar_rate_hz, array_rate_hz=s.array_rate_hz,
                             connect_timeout_s=s.connect_timeout_s, executor=self._executor)
             self.entries[name] = entry
-            opening = loop.run_in_executor(self._executor, entry.source.open)
+            # Opened with the other new channels in one executor job (sources/batch_calls.py).
+            opening = batcher_for(loop, self._executor).call(entry.source.open)
             opening.add_done_callback(lambda done, name=name: _report_open(name, done))
             log.info("opened channel for %s", name)
         return entry

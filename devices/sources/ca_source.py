@@ -18,6 +18,7 @@ from typing import Any
 import epics
 from epics import ca, dbr
 
+from .batch_calls import batcher_for
 from .ca_context import ca_executor
 from .ca_monitor import Monitor
 from .ca_put import put_with_status
@@ -56,6 +57,7 @@ class CaSource:
         self._monitor: Monitor | None = None
         self._ctrl: dict[str, Any] = {}  # the latest DBR_CTRL fields of the property events
         self._ctrl_seen = threading.Event()
+        self._native: tuple[int, int] | None = None  # field type and count, once subscribed
 
     def open(self) -> None:
         """Create the channel and its monitor (value and alarm events, DBR_TIME form)."""
@@ -93,6 +95,8 @@ class CaSource:
 
     def _on_connection(self, pvname: str | None = None, conn: bool = False, **_: Any) -> None:
         """Runs on the CA callback thread. Must not block."""
+        if not conn:
+            self._native = None  # a restarted IOC may serve another type or size: ask again
         self._hand_off(self._sink.source_connection, bool(conn))
         if conn:
             self._hand_off(self._subscribe_soon, None)
@@ -100,7 +104,8 @@ class CaSource:
     def _subscribe_soon(self, _: Any) -> None:
         """On the loop: monitor the connected channel from a CA thread (users that never ask
         ``info``, such as the camera's readbacks, get values too)."""
-        future = self._loop.run_in_executor(ca_executor(), self._subscribe)
+        # With the other channels connecting now, in one executor job (batch_calls.py).
+        future = batcher_for(self._loop, ca_executor()).call(self._subscribe)
         future.add_done_callback(_log_failure)
 
     def _subscribe(self) -> tuple[int, int] | None:
@@ -113,6 +118,8 @@ class CaSource:
         with self._lifecycle:
             pv = self._pv
             chid = pv.chid if pv is not None else None
+            if self._native is not None and self._monitor is not None and self._property_sub is not None:
+                return self._native  # done already (info() asks again): no libca round of queries
             if chid is None or not ca.isConnected(chid):
                 return None
             native = ca.field_type(chid)
@@ -124,7 +131,8 @@ class CaSource:
             if self._property_sub is None:
                 self._property_sub = Monitor(chid, self._on_property, native=native, count=1, properties=True)
             ca.flush_io()
-            return native, count
+            self._native = (native, count)
+            return self._native
 
     def _on_property(self, units: Any = None, precision: Any = None, lower_ctrl_limit: Any = None,
                      upper_ctrl_limit: Any = None, enum_strs: Any = None, **_: Any) -> None:
@@ -237,6 +245,7 @@ class CaSource:
         if monitor is not None:
             monitor.clear()
         self._ctrl_seen.clear()
+        self._native = None
 
     def close(self) -> None:
         """Drop the monitor and, when nobody else in the process uses it, the channel."""

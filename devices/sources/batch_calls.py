@@ -1,0 +1,95 @@
+"""Many short blocking calls in one executor job, results handed back in one loop wake-up.
+
+Opening 2,000 channels as 2,000 executor jobs (and subscribing them as 2,000 more) cost
+~0.5 ms per channel in the server against ~0.1 ms in a plain loop: every job's completion
+writes the loop's self-pipe and hands the GIL back and forth (py-spy, docs/design.md).
+Calls queued while a job runs are picked up by that job; results go back in chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+_CHUNK = 200  # results handed back at once: later callers need not wait for the whole queue
+
+Result = tuple["asyncio.Future[Any]", Any, BaseException | None]
+
+
+class CallBatcher:
+    """Runs queued calls on one executor thread at a time, in order. Only for calls that
+    return promptly: one that blocks holds up the calls queued after it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, executor: Executor | None) -> None:
+        self._loop = loop
+        self._executor = executor
+        self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]] = deque()
+        self._running = False
+        self.jobs = 0
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """On the loop: ``fn(*args)`` on a worker; the future gets its result or exception."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.append((fn, args, future))
+        if not self._running:
+            self._start()
+        return future
+
+    def _start(self) -> None:
+        self._running = True
+        self.jobs += 1
+        self._loop.run_in_executor(self._executor, self._run)
+
+    def _run(self) -> None:
+        """On a worker: everything queued, then once more what came meanwhile."""
+        results: list[Result] = []
+        queue = self._queue
+        while queue:
+            fn, args, future = queue.popleft()
+            try:
+                results.append((future, fn(*args), None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                results.append((future, None, exc))
+            if len(results) >= _CHUNK:
+                self._hand_back(results, last=False)
+                results = []
+        self._hand_back(results, last=True)
+
+    def _hand_back(self, results: list[Result], *, last: bool) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._settle, results, last)
+        except RuntimeError:
+            pass  # the loop is closed
+
+    def _settle(self, results: list[Result], last: bool) -> None:
+        """On the loop. ``_running`` is only changed here and in ``call``, both on the loop, so
+        a call queued just as the worker finished is never left behind."""
+        for future, value, exc in results:
+            if future.done():
+                continue
+            if exc is None:
+                future.set_result(value)
+            else:
+                future.set_exception(exc)
+        if last:
+            self._running = False
+            if self._queue:
+                self._start()
+
+
+_batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, CallBatcher]] = weakref.WeakKeyDictionary()
+
+
+def batcher_for(loop: asyncio.AbstractEventLoop, executor: Executor | None) -> CallBatcher:
+    """The loop's batcher for ``executor`` (one queue each, so calls stay in order)."""
+    per_loop = _batchers.get(loop)
+    if per_loop is None:
+        per_loop = _batchers.setdefault(loop, {})
+    batcher = per_loop.get(id(executor))
+    if batcher is None:
+        batcher = per_loop[id(executor)] = CallBatcher(loop, executor)
+    return batcher
