@@ -6,26 +6,48 @@ is told), never once per client. Shapes follow ophyd-websocket 0.1.1 and pycaser
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from devices.channel_layer.jsonsafe import dumps
+
+_isfinite = math.isfinite
 
 
 def _bool(flag: bool) -> str:
     return "true" if flag else "false"
 
 
+_quoted: dict[str, str] = {}
+
+
+def _name(name: str) -> str:
+    """A PV name as JSON, quoted once per name: it is in every update of that PV."""
+    text = _quoted.get(name)
+    if text is None:
+        if len(_quoted) > 100_000:  # names come and go over months: never grow without bound
+            _quoted.clear()
+        text = _quoted[name] = dumps(name)
+    return text
+
+
+def _number(value: Any) -> str:
+    """A timestamp or severity as JSON; the common types without a call into the encoder."""
+    kind = type(value)
+    if kind is float and _isfinite(value):
+        return repr(value)
+    if kind is int:
+        return str(value)
+    return dumps(value)
+
+
 def pv_value_text(msg: dict[str, Any], writable: bool) -> str:
-    """pv-socket value message; ``writable`` is the write access this client has."""
+    """pv-socket value message; ``writable`` is the write access this client has. Built for
+    every update (once per variant): the cheapest string building measured here."""
     return (
-        '{"pv":' + dumps(msg["pv"])
-        + ',"value":' + msg["value"]
-        + ',"timestamp":' + dumps(msg["timestamp"])
-        + ',"connected":' + _bool(msg["connected"])
-        + ',"read_access":' + _bool(msg["read_access"])
-        + ',"write_access":' + _bool(msg["write_access"] and writable)
-        + ',"severity":' + dumps(msg.get("severity"))
-        + "}"
+        f'{{"pv":{_name(msg["pv"])},"value":{msg["value"]},"timestamp":{_number(msg["timestamp"])},'
+        f'"connected":{_bool(msg["connected"])},"read_access":{_bool(msg["read_access"])},'
+        f'"write_access":{_bool(msg["write_access"] and writable)},"severity":{_number(msg.get("severity"))}}}'
     )
 
 
