@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from devices.channel_layer.jsonsafe import value_json
+from devices.sources.batch_calls import batcher_for
 from devices.sources.source import ChannelInfo, PropertyEvent, Source, SourceSink, ValueEvent
 
 from .publisher import Publisher
@@ -176,7 +177,12 @@ class PvEntry:
 
     async def _fetch_info(self) -> None:
         try:
-            info = await self._loop.run_in_executor(self.executor, self.source.info, 5.0)
+            info = None
+            ready = getattr(self.source, "info_ready", None)
+            if ready is not None:  # thousands connecting at once: one executor job for all
+                info = await batcher_for(self._loop, self.executor).call(ready)
+            if info is None:
+                info = await self._loop.run_in_executor(self.executor, self.source.info, 5.0)
         except Exception:  # noqa: BLE001 - a bad channel must not break the bridge
             log.exception("reading metadata of %s", self.name)
             info = None

@@ -9,11 +9,14 @@ Calls queued while a job runs are picked up by that job; results go back in chun
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 200  # results handed back at once: later callers need not wait for the whole queue
 
@@ -24,9 +27,13 @@ class CallBatcher:
     """Runs queued calls on one executor thread at a time, in order. Only for calls that
     return promptly: one that blocks holds up the calls queued after it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, executor: Executor | None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, executor: Executor | None,
+                 epilogue: Callable[[], None] | None = None) -> None:
+        """``epilogue`` runs on the worker before each hand-back (CA: one flush of the
+        requests the calls queued, instead of one per call: 93 of a subscription's 220 us)."""
         self._loop = loop
         self._executor = executor
+        self._epilogue = epilogue
         self._queue: deque[tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]] = deque()
         self._running = False
         self.jobs = 0
@@ -60,6 +67,11 @@ class CallBatcher:
         self._hand_back(results, last=True)
 
     def _hand_back(self, results: list[Result], *, last: bool) -> None:
+        if self._epilogue is not None:
+            try:
+                self._epilogue()
+            except Exception:  # noqa: BLE001 - the calls' results stand; logged by the caller's means
+                log.exception("batched calls' epilogue failed")
         try:
             self._loop.call_soon_threadsafe(self._settle, results, last)
         except RuntimeError:
@@ -84,6 +96,14 @@ class CallBatcher:
 _batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, CallBatcher]] = weakref.WeakKeyDictionary()
 
 
+_epilogues: dict[int, Callable[[], None]] = {}
+
+
+def set_epilogue(executor: Executor, epilogue: Callable[[], None]) -> None:
+    """What every batcher of ``executor`` runs before handing results back."""
+    _epilogues[id(executor)] = epilogue
+
+
 def batcher_for(loop: asyncio.AbstractEventLoop, executor: Executor | None) -> CallBatcher:
     """The loop's batcher for ``executor`` (one queue each, so calls stay in order)."""
     per_loop = _batchers.get(loop)
@@ -91,5 +111,5 @@ def batcher_for(loop: asyncio.AbstractEventLoop, executor: Executor | None) -> C
         per_loop = _batchers.setdefault(loop, {})
     batcher = per_loop.get(id(executor))
     if batcher is None:
-        batcher = per_loop[id(executor)] = CallBatcher(loop, executor)
+        batcher = per_loop[id(executor)] = CallBatcher(loop, executor, _epilogues.get(id(executor)))
     return batcher

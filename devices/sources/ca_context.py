@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from epics import ca
 
+from .batch_calls import set_epilogue
+
 _lock = threading.Lock()
 _created = False
 _executor: ThreadPoolExecutor | None = None
@@ -38,4 +40,5 @@ def ca_executor() -> ThreadPoolExecutor:
     with _lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(CA_THREADS, thread_name_prefix="ca", initializer=attach)
+            set_epilogue(_executor, ca.flush_io)  # batched subscriptions: one flush a batch
     return _executor

@@ -105,10 +105,10 @@ class CaSource:
         """On the loop: monitor the connected channel from a CA thread (users that never ask
         ``info``, such as the camera's readbacks, get values too)."""
         # With the other channels connecting now, in one executor job (batch_calls.py).
-        future = batcher_for(self._loop, ca_executor()).call(self._subscribe)
+        future = batcher_for(self._loop, ca_executor()).call(self._subscribe, False)
         future.add_done_callback(_log_failure)
 
-    def _subscribe(self) -> tuple[int, int] | None:
+    def _subscribe(self, flush: bool = True) -> tuple[int, int] | None:
         """Create the value and property subscriptions once per channel; its native type and
         element count, or None when it is not connected (any more).
 
@@ -130,7 +130,8 @@ class CaSource:
                 self._monitor = Monitor(chid, self._on_value, native=native, count=0)
             if self._property_sub is None:
                 self._property_sub = Monitor(chid, self._on_property, native=native, count=1, properties=True)
-            ca.flush_io()
+            if flush:  # else the batch's epilogue flushes (ca_context.py)
+                ca.flush_io()
             self._native = (native, count)
             return self._native
 
@@ -149,9 +150,15 @@ class CaSource:
         """Runs on the CA callback thread. Must not block."""
         self._hand_off(self._sink.source_access, (bool(read_access), bool(write_access)))
 
+    def info_ready(self) -> ChannelInfo | None:
+        """``info`` without waiting: None unless the channel is open and connected now. Safe
+        to run among other calls in one executor job (sources/batch_calls.py)."""
+        return self.info(0.0)
+
     def info(self, timeout: float) -> ChannelInfo | None:
         """Native type, element count and control metadata; None when not connected."""
-        self._opened.wait(timeout)
+        if not self._opened.wait(timeout):
+            return None
         pv = self._pv
         if pv is None or not self._connected(pv, timeout):
             return None
