@@ -148,8 +148,9 @@ async def measure(args: argparse.Namespace, stack: Stack, servers: list[Proc]) -
 
     pids = {s.name: s.pid for s in servers}
     pids["ioc"] = stack.proc("ioc").pid
-    if "bridge" in [p.name for p in stack.procs]:
-        pids["bridge"] = stack.proc("bridge").pid
+    for proc in stack.procs:
+        if proc.name.startswith("bridge"):  # every shard
+            pids[proc.name] = proc.pid
     pids["loadgen"] = os.getpid()
     if args.servers > 1 and (pid := redis_pid()) is not None:
         pids["redis"] = pid
@@ -183,7 +184,7 @@ async def measure(args: argparse.Namespace, stack: Stack, servers: list[Proc]) -
     per_pv_rates = [n / wall for c in clients for n in c.per_pv.values()]
     ended_early = [c for c in clients if c.close_code is not None and c.close_code != 1000]
     problems: dict[str, Any] = {}
-    for proc in [*servers, *(p for p in stack.procs if p.name == "bridge")]:
+    for proc in [*servers, *(p for p in stack.procs if p.name.startswith("bridge"))]:
         n, first = log_problems(proc)
         if n:
             problems[proc.name] = {"lines": n, "first": first}
@@ -192,6 +193,7 @@ async def measure(args: argparse.Namespace, stack: Stack, servers: list[Proc]) -
         "server": SERVER_NAMES[args.server],
         "ioc": args.ioc,
         "servers": len(servers),
+        "shards": args.shards,
         "clients": args.clients,
         "pvs": args.pvs,
         "rate_hz": args.rate,
@@ -255,7 +257,7 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = RESULTS_DIR / (f"{stamp}-k{args.clients}-m{args.pvs}-s{args.servers}-{args.server}"
+    run_dir = RESULTS_DIR / (f"{stamp}-k{args.clients}-m{args.pvs}-s{args.servers}b{args.shards}-{args.server}"
                              f"-{args.ioc}-{os.getpid()}")
     with Stack(run_dir) as stack:
         stack.start_ca(count=args.pvs, rate=args.rate, big_rate=1.0, big_size=1000, ioc=args.ioc)
@@ -266,8 +268,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         elif args.servers > 1:
             # Scaled mode: a separate Redis database keeps the bench's command queues apart
             # from anything else using this Redis.
-            env = {**env, "REDIS_URL": args.redis_url, "OAS_BRIDGE": "external"}
-            stack.start_bridge(env)
+            env = {**env, "REDIS_URL": args.redis_url, "OAS_BRIDGE": "external",
+                   "OAS_BRIDGE_SHARDS": str(args.shards)}
+            for shard in range(args.shards):  # shard 0 first: it migrates
+                stack.start_bridge(env, (shard, args.shards))
             for i in range(args.servers):
                 servers.append(stack.start_server(env, name=f"server{i}"))
         else:
@@ -299,6 +303,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-level", default="WARNING", help="server OAS_LOG_LEVEL")
     parser.add_argument("--servers", type=int, default=1,
                         help="1: embedded mode; >1: scaled mode with that many serve processes")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="scaled mode: bridges splitting the PVs (runbridge --shard I/N)")
     # socket_timeout: redis-py 8 reads with a 5 s timeout by default, the same as channels_redis'
     # blocking BZPOPMIN, and bridges before ophydsite/settings/infra.py set their own died of
     # the TimeoutError (README.md). Harmless where the server sets it.
@@ -309,6 +315,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="ours: manage.py serve; peer: ophyd-websocket 0.1.1 (bench/peer.py)")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON line to this file")
     args = parser.parse_args(argv)
+    if args.shards < 1 or (args.shards > 1 and args.servers < 2):
+        parser.error("--shards N (N >= 1) is for the scaled mode: give --servers 2 or more")
     if args.server == "peer" and (args.servers > 1 or args.scalar_rate_hz is not None or args.prime):
         parser.error("--server peer is one process without a rate cap: no --servers, "
                      "--scalar-rate-hz or --prime")

@@ -175,11 +175,22 @@ class Stack:
         (folder / name).write_text(code)
         return folder
 
-    def start_bridge(self, server_env: dict[str, str]) -> Proc:
-        """``manage.py runbridge`` (scaled mode); it has no health endpoint, so wait a moment."""
-        env = {**self.env, "OAS_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", **server_env}
-        proc = self.spawn("bridge", [sys.executable, "manage.py", "runbridge"], env)
-        time.sleep(2.0)
+    def start_bridge(self, server_env: dict[str, str], shard: tuple[int, int] = (0, 1)) -> Proc:
+        """``manage.py runbridge`` (scaled mode), or shard I of N (``--shard I/N``, named
+        ``bridge`` for shard 0, ``bridgeI`` for the others); it has no health endpoint, so
+        wait for the line it prints once migrated (shards: start shard 0 first)."""
+        # The servers' database (start_server): the bridge is the process that migrates it.
+        env = {**self.env, "DATABASE_URL": f"sqlite:///{self.run_dir / 'bench.sqlite3'}",
+               "OAS_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", **server_env}
+        cmd = [sys.executable, "manage.py", "runbridge"]
+        if shard[1] > 1:
+            env["OAS_BRIDGE_SHARDS"] = str(shard[1])
+            cmd += ["--shard", f"{shard[0]}/{shard[1]}"]
+        proc = self.spawn("bridge" if shard[0] == 0 else f"bridge{shard[0]}", cmd, env)
+        deadline = time.monotonic() + 60.0
+        while "bridge running" not in proc.log_text() and proc.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
         if not proc.alive():
             raise RuntimeError(f"bridge exited with {proc.popen.returncode}:\n{proc.log_text()}")
         return proc

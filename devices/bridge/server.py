@@ -10,6 +10,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from devices.channel_layer import messages as m
+from devices.channel_layer import shards
 from devices.channel_layer.reader import serve_channel
 from devices.channel_layer.topics import name_problem, parse_device_topic
 from devices.sources.batch_calls import batcher_for
@@ -32,10 +33,16 @@ MAX_CONCURRENT_SETS = 1000
 
 
 class Bridge:
-    """One per deployment: every CA channel of the site's PV clients lives here."""
+    """One per deployment, or one per shard: every CA channel of the site's PV clients (of
+    the names this shard owns, channel_layer/shards.py) lives here."""
 
     def __init__(self, *, layer: Any, command_layer: Any, settings: OasSettings,
-                 source_factory: SourceFactory = CaSource, executor: Executor | None = None) -> None:
+                 source_factory: SourceFactory = CaSource, executor: Executor | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> None:
+        self.shard, self.shards = shard
+        if not 0 <= self.shard < self.shards:
+            raise ValueError(f"shard {self.shard}/{self.shards}: need 0 <= I < N")
+        self.channel = shards.bridge_channel(self.shard, self.shards)
         self._layer = layer
         self._commands = command_layer
         self._settings = settings
@@ -70,7 +77,7 @@ class Bridge:
         else:
             self._first_load.set()
         try:
-            await serve_channel(self._commands, m.BRIDGE_CHANNEL, self.handle, "bridge")
+            await serve_channel(self._commands, self.channel, self.handle, "bridge")
         finally:
             await self._shutdown()
 
@@ -79,7 +86,7 @@ class Bridge:
         hub = str(message.get("hub", ""))
         if kind in (m.SUBSCRIBE, m.RENEW):
             expiry = time.monotonic() + self._settings.lease_s
-            for name in _names(message):
+            for name in self._mine(_names(message), hub):
                 entry = self._entry(name)
                 entry.leases[hub] = expiry
                 entry.idle_since = None
@@ -99,9 +106,28 @@ class Bridge:
         elif kind == m.STOP:
             self._start_stop(message)
         elif kind in (m.CONSOLE_WATCH, m.CONSOLE_REPLAY):
-            self.console.handle(message)
+            if self.shard == 0:  # one console reader for the deployment
+                self.console.handle(message)
+            else:
+                log.warning("console command %r sent to bridge shard %d; only shard 0 reads the console",
+                            kind, self.shard)
         else:
             log.warning("unknown bridge command %r", kind)
+
+    def owns(self, name: str) -> bool:
+        """Whether this shard serves ``name`` (a PV, or a topic of a device it owns)."""
+        return self.shards == 1 or shards.shard_of(name, self.shards) == self.shard
+
+    def _mine(self, names: list[str], hub: str) -> list[str]:
+        """The names this shard owns; others are refused (a server with another
+        OAS_BRIDGE_SHARDS would otherwise open a second CA channel for them)."""
+        if self.shards == 1:
+            return names
+        mine = [n for n in names if self.owns(n)]
+        if len(mine) != len(names):
+            log.warning("bridge shard %d/%d refused %d names it does not own from %s (is OAS_BRIDGE_SHARDS=%d "
+                        "on every server?)", self.shard, self.shards, len(names) - len(mine), hub, self.shards)
+        return mine
 
     def _entry(self, name: str) -> PvEntry:
         entry = self.entries.get(name)
@@ -130,6 +156,8 @@ class Bridge:
         names = [n for n in message.get("devices") or [] if isinstance(n, str)]
         if not hub:
             return
+        # Planning may open a device's lazy components: only the owner's objects are touched.
+        names = [n for n in names if shards.device_shard(n, self.shards) == self.shard]
 
         def describe() -> dict[str, Any]:
             plans = {n: self.plans.plan(n) for n in names}
@@ -207,6 +235,10 @@ class Bridge:
         name = message.get("pv")
         if not isinstance(name, str) or not name or not hub:
             return
+        if not self._mine([name], hub):
+            outcome = SetOutcome("error", f"{name} belongs to another bridge shard than {self.shard}/{self.shards}")
+            self.publisher.to_channel((hub, "reply", request), hub, _reply(request, outcome))
+            return
         if len(self._sets) >= MAX_CONCURRENT_SETS:
             outcome = SetOutcome("busy", "The bridge has too many sets in progress; try again")
             self.publisher.to_channel((hub, "reply", request), hub, _reply(request, outcome))
@@ -265,6 +297,7 @@ class Bridge:
                 continue
             try:
                 states = await loop.run_in_executor(self._executor, device_states, self.registry)
+                states = {n: up for n, up in states.items() if shards.device_shard(n, self.shards) == self.shard}
                 if self._reload_lock.locked():
                     continue  # the reload rewrites the rows; write after it
                 written = await asyncio.to_thread(device_states_record, states=states, previous=written)

@@ -23,9 +23,10 @@ from devices.channel_layer import local
 from devices.channel_layer import messages as m
 from devices.channel_layer.reader import serve_channel
 
+from .routing import Routes, merge_describe, merge_reload
+
 log = logging.getLogger(__name__)
 
-_CHUNK = 500
 _NO_BRIDGE = "The bridge did not answer (or its command queue is full); is it running (manage.py runbridge)?"
 
 
@@ -89,10 +90,11 @@ def _same(a: dict[str, Any], b: dict[str, Any], kind: str) -> bool:
 class Hub:
     """Fan-out point of one worker process."""
 
-    def __init__(self, *, layer: Any, command_layer: Any, lease_s: float) -> None:
+    def __init__(self, *, layer: Any, command_layer: Any, lease_s: float, shards: int = 1) -> None:
         self._layer = layer
         self._commands = command_layer
         self._lease_s = lease_s
+        self.routes = Routes(shards)  # which bridge shard reads which command
         self.channel = ""
         self._clients: dict[str, set[HubClient]] = {}
         self._state: dict[str, dict[str, Update]] = {}
@@ -177,20 +179,31 @@ class Hub:
 
     async def set(self, name: str, value: Any, timeout: float) -> dict[str, Any]:
         """Ask the bridge to set a PV; returns its outcome (see bridge/setter.py)."""
-        outcome = await self._ask({"type": m.SET, "pv": name, "value": value, "timeout": timeout}, timeout + 5.0)
+        outcome = await self._ask({"type": m.SET, "pv": name, "value": value, "timeout": timeout}, timeout + 5.0,
+                                  self.routes.owner(name))
         return outcome or {"status": "bridge_unavailable", "message": _NO_BRIDGE}
 
     async def stop_motion(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
         """Ask the bridge to stop the positioner behind a device topic."""
-        outcome = await self._ask({"type": m.STOP, "pv": name}, timeout)
+        outcome = await self._ask({"type": m.STOP, "pv": name}, timeout, self.routes.owner(name))
         return outcome or {"status": "bridge_unavailable", "message": _NO_BRIDGE}
 
     async def describe(self, devices: list[str], timeout: float = 20.0) -> dict[str, Any]:
         """Ask the bridge what each device streams (see bridge/device_plan.py); the bridge answers
         after a reload in progress, such as the startup load."""
-        outcome = await self._ask({"type": m.DESCRIBE, "devices": devices}, timeout)
         why = f"No answer from the bridge within {timeout:g} s: it is not running or still loading startup files"
-        return outcome or {"status": "bridge_unavailable", "error": why, "devices": {}, "known": []}
+        unavailable = {"status": "bridge_unavailable", "error": why, "devices": {}, "known": []}
+        if self.routes.count == 1:
+            return await self._ask({"type": m.DESCRIBE, "devices": devices}, timeout) or unavailable
+        if not devices:  # every shard knows the whole registry: the first answer will do
+            return await self._first_answer({"type": m.DESCRIBE, "devices": []}, timeout) or unavailable
+        parts = self.routes.devices(devices)
+        replies = await asyncio.gather(*(
+            self._ask({"type": m.DESCRIBE, "devices": part}, timeout, channel) for channel, part in parts.items()))
+        missing = [self.routes.label(c) for c, r in zip(parts, replies, strict=True) if r is None]
+        if missing:
+            return {**unavailable, "error": f"{why} ({', '.join(missing)})"}
+        return merge_describe([r for r in replies if r is not None])
 
     def listen_registry(self, listener: RegistryListener) -> None:
         self._registry_listeners.add(listener)
@@ -211,26 +224,45 @@ class Hub:
 
     async def console_replay(self, *, after: int | None, last: int, timeout: float = 10.0) -> dict[str, Any] | None:
         """Console entries from the bridge's ring: after entry ``after``, or the ``last`` ones."""
-        return await self._ask({"type": m.CONSOLE_REPLAY, "after": after, "last": last}, timeout)
+        return await self._ask({"type": m.CONSOLE_REPLAY, "after": after, "last": last}, timeout,
+                               self.routes.console)
 
     async def _console_watch(self) -> None:
         try:
-            await self._commands.send(m.BRIDGE_CHANNEL, {"type": m.CONSOLE_WATCH, "hub": self.channel})
+            await self._commands.send(self.routes.console, {"type": m.CONSOLE_WATCH, "hub": self.channel})
         except ChannelFull:
             log.warning("bridge command channel full; console watch sent at the next renew")
 
     async def reload_devices(self, timeout: float) -> dict[str, Any]:
-        """Ask the bridge to reload the startup files; returns its report."""
-        outcome = await self._ask({"type": m.RELOAD}, timeout)
+        """Ask the bridge (every shard) to reload the startup files; returns its report."""
+        channels = self.routes.channels
+        replies = await asyncio.gather(*(self._ask({"type": m.RELOAD}, timeout, c) for c in channels))
+        outcome = merge_reload(dict(zip(channels, replies, strict=True)), self.routes)
         return outcome or {"status": "bridge_unavailable", "errors": {"bridge": _NO_BRIDGE}}
 
-    async def _ask(self, message: dict[str, Any], timeout: float) -> dict[str, Any] | None:
-        """Send a command to the bridge and wait for its reply; None if none came in time."""
+    async def _first_answer(self, message: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Ask every shard; the first reply, or None if none came in time."""
+        pending = {asyncio.ensure_future(self._ask(message, timeout, c)) for c in self.routes.channels}
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.result() is not None:
+                        return task.result()
+            return None
+        finally:
+            for task in pending:
+                task.cancel()
+
+    async def _ask(self, message: dict[str, Any], timeout: float, channel: str | None = None) -> dict[str, Any] | None:
+        """Send a command to a bridge shard (the first by default) and wait for its reply;
+        None if none came in time."""
         request = uuid.uuid4().hex
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._requests[request] = future
         try:
-            await self._commands.send(m.BRIDGE_CHANNEL, {**message, "hub": self.channel, "request": request})
+            await self._commands.send(channel or self.routes.channels[0],
+                                      {**message, "hub": self.channel, "request": request})
             return await asyncio.wait_for(future, timeout)
         except (TimeoutError, ChannelFull):
             return None
@@ -309,13 +341,13 @@ class Hub:
     # --- bridge interest --------------------------------------------------------------------
 
     async def _command(self, kind: str, names: list[str]) -> None:
-        for i in range(0, len(names), _CHUNK):
+        """Interest in ``names``, each sent to the shard that owns it."""
+        for channel, chunk in self.routes.interest(names):
             try:
-                await self._commands.send(m.BRIDGE_CHANNEL, {
-                    "type": kind, "hub": self.channel, "pvs": names[i:i + _CHUNK]})
+                await self._commands.send(channel, {"type": kind, "hub": self.channel, "pvs": chunk})
             except ChannelFull:
-                log.warning("bridge command channel full; %s of %d PVs delayed to next renew",
-                            kind, len(names))
+                log.warning("bridge command channel %s full; %s of %d PVs delayed to next renew",
+                            channel, kind, len(chunk))
 
     async def _renew_loop(self) -> None:
         while True:

@@ -41,7 +41,7 @@ async def get_hub() -> Hub:
             if settings.OAS.bridge == "embedded":
                 await start_embedded_bridge()
             hub = Hub(layer=get_channel_layer(), command_layer=get_channel_layer("bridge"),
-                      lease_s=settings.OAS.lease_s)
+                      lease_s=settings.OAS.lease_s, shards=settings.OAS.bridge_shards)
             await hub.start()
             _hubs[loop] = hub
     return hub

@@ -88,6 +88,9 @@ class OasSettings:
     # "embedded": the bridge runs inside the server process (default without Redis).
     # "external": `manage.py runbridge` runs it (default when REDIS_URL is set).
     bridge: str = "embedded"
+    # How many bridges (`runbridge --shard I/N`) split the PVs and devices between them by a
+    # hash of the name; servers send each command to the owner. More than 1 needs "external".
+    bridge_shards: int = 1
     # Publishing rate caps per PV (latest value wins in between).
     scalar_rate_hz: float = 10.0
     array_rate_hz: float = 10.0
@@ -140,6 +143,10 @@ class OasSettings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.bridge not in {"embedded", "external"}:
             raise ValueError("OAS_BRIDGE: must be 'embedded' or 'external'")
+        if settings.bridge_shards < 1:
+            raise ValueError("OAS_BRIDGE_SHARDS: must be at least 1")
+        if settings.bridge_shards > 1 and settings.bridge != "external":
+            raise ValueError("OAS_BRIDGE_SHARDS: more than one bridge shard needs OAS_BRIDGE=external (and REDIS_URL)")
         return settings
 
 

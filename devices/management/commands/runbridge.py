@@ -1,4 +1,7 @@
-"""`manage.py runbridge`: the bridge as its own process (scaled mode, REDIS_URL set)."""
+"""`manage.py runbridge`: the bridge as its own process (scaled mode, REDIS_URL set).
+
+``--shard I/N`` runs shard I of N bridges that split the PVs and devices by a hash of the
+name (channel_layer/shards.py); N must equal the servers' OAS_BRIDGE_SHARDS."""
 
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ from typing import Any
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from devices.bridge.server import Bridge
+from devices.channel_layer.shards import parse_shard
 
 from .serve import use_startup_dir
 
@@ -24,8 +28,12 @@ class Command(BaseCommand):
         parser.add_argument("--startup-dir", default=None,
                             help="A .py file or folder of them defining ophyd devices (OAS_STARTUP_DIR wins)")
         parser.add_argument("--no-migrate", action="store_true", help="Skip applying migrations")
+        parser.add_argument("--shard", default=None, metavar="I/N",
+                            help="Run shard I of N bridges (0 <= I < N; N = the servers' OAS_BRIDGE_SHARDS); "
+                                 "only shard 0 migrates and reads the Queue Server console")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        shard = _shard(options["shard"], settings.OAS.bridge_shards)
         if not getattr(settings, "REDIS_URL", None):
             self.stderr.write("warning: REDIS_URL is not set; a separate bridge can only serve "
                               "workers through Redis. Use `manage.py serve` for one process.")
@@ -37,16 +45,34 @@ class Command(BaseCommand):
             startup = startup or str(DEMO_STARTUP)
         if startup:
             use_startup_dir(startup)
-        if not options["no_migrate"]:
+        if not options["no_migrate"] and shard[0] == 0:
             # The bridge records load results; in the scaled mode it is the one process that
             # migrates (servers with an external bridge do not: parallel migrations collide).
             call_command("migrate", interactive=False, verbosity=0)
         os.environ.setdefault("EPICS_CA_MAX_ARRAY_BYTES", "20000000")
         bridge = Bridge(layer=get_channel_layer(), command_layer=get_channel_layer("bridge"),
-                        settings=settings.OAS)
-        self.stdout.write("bridge running; Ctrl-C to stop")
+                        settings=settings.OAS, shard=shard)
+        which = f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else ""
+        self.stdout.write(f"bridge running{which}; Ctrl-C to stop")
         self.stdout.flush()  # the line tells scripts (and tests) that migrations are done
         try:
             asyncio.run(bridge.run())
         except KeyboardInterrupt:
             pass
+
+
+def _shard(text: str | None, configured: int) -> tuple[int, int]:
+    """``--shard I/N`` checked against OAS_BRIDGE_SHARDS: servers route by that count, so a
+    bridge with another N would own names no server sends it."""
+    if text is None:
+        if configured > 1:
+            raise CommandError(f"OAS_BRIDGE_SHARDS={configured}: give --shard I/{configured} (one bridge per shard)")
+        return 0, 1
+    try:
+        index, count = parse_shard(text)
+    except ValueError as exc:
+        raise CommandError(f"--shard: {exc}") from None
+    if count != configured:
+        raise CommandError(f"--shard {text}: N must equal OAS_BRIDGE_SHARDS of the servers "
+                           f"(here {configured}); set OAS_BRIDGE_SHARDS={count} for the bridges and servers")
+    return index, count

@@ -89,7 +89,7 @@ class Command(BaseCommand):
                 ws_per_message_deflate=settings.OAS.ws_compression,
                 ws_ping_interval=20.0,
                 ws_ping_timeout=20.0,
-                lifespan="off",
+                lifespan="on",  # the hub and embedded bridge start with the server (ophydsite/asgi.py)
                 log_level=settings.OAS.log_level.lower(),
                 timeout_graceful_shutdown=3,
                 # A reverse proxy's X-Forwarded-For is believed only from these addresses, so
