@@ -63,6 +63,17 @@ async def test_start_page_and_health(server):
     assert health["status"] == "ok" and health["bridge"] == "embedded"
 
 
+async def test_the_bridge_starts_with_the_server_not_with_the_first_client(ioc, tmp_path):
+    proc = ServerProcess({"DATABASE_URL": f"sqlite:///{tmp_path}/eager.sqlite3"}).start()
+    try:  # no WebSocket yet: the health answer shows an embedded bridge holding nothing
+        health = await asyncio.to_thread(
+            lambda: json.loads(urllib.request.urlopen(proc.http + "/api/v1/health").read()))
+        assert health["pvs"] == 0 and "published" in health
+    finally:
+        proc.stop()
+    assert "Traceback" not in proc.output()  # the lifespan shutdown released everything cleanly
+
+
 async def test_foreign_origin_is_refused_and_allowed_ones_pass(server):
     with pytest.raises(InvalidStatus) as info:
         async with websockets.connect(f"{server.ws}/api/v1/pv-socket", origin="http://evil.example"):

@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from devices.demo.process import DEMO_STARTUP, start_demo_ioc
+from devices.services.runtime import tune_gc
 from ophydsite.ws_protocol import BoundedCloseWebSocketProtocol
 
 
@@ -61,6 +62,7 @@ class Command(BaseCommand):
         import uvicorn
         from django.conf import settings
 
+        tune_gc()
         host, port, startup = listen_settings(options, os.environ)
         if options["demo"] and not startup:
             startup = str(DEMO_STARTUP)  # the demo IOC's devices, for the device socket
