@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/setload.py sets --clients 1,10,50 --seconds 10
     .venv/bin/python bench/setload.py sets --clients 1,10,50 --seconds 10 --postgres
+    .venv/bin/python bench/setload.py sets --clients 1 --seconds 10 --same-value
     .venv/bin/python bench/setload.py idle --clients 200 --seconds 20 [--postgres]
 
 ``sets``: one stack (repeater, IOC, server with ``OAS_WRITE_RATE_HZ=0``); for each C, C
 sockets each set its own PV ``BENCH:sp<i>`` in turn (send, wait for the reply, next), always a
-new value so the IOC's monitor ends the bridge's readback wait early. ``--ioc c`` (default):
+new value so the IOC's monitor ends the bridge's readback wait early (``--same-value``: the
+same value every time, which the PV then already holds). ``--ioc c`` (default):
 ``sp<i>`` are ``ao`` records of bench/cioc.py; ``--ioc caproto``: floats of bench/ioc.py. One JSON line per C:
 sets/s, reply latency, server CPU, audit rows written and left ``pending``.
 
@@ -75,15 +77,16 @@ print(api_token_create(user=user, label="bench")[1])
 
 
 async def setter(index: int, url: str, stop: asyncio.Event, out: dict[str, Any],
-                 window: list[float]) -> None:
-    """Sequential sets of BENCH:v<index>, each a new value; keeps the replies in the window."""
+                 window: list[float], same_value: bool = False) -> None:
+    """Sequential sets of BENCH:sp<index>, each a new value (or always the same); keeps the
+    replies in the window."""
     pv = f"BENCH:sp{index}"
     async with connect(url, open_timeout=30, max_size=None) as ws:
         n = 0
         while not stop.is_set():
             n += 1
             sent = time.monotonic()
-            await ws.send(json.dumps({"action": "set", "pv": pv, "value": index * 1e6 + n + 0.5,
+            await ws.send(json.dumps({"action": "set", "pv": pv, "value": index * 1e6 + (0 if same_value else n) + 0.5,
                                       "id": n}))
             reply = await _reply(ws, n)
             now = time.monotonic()
@@ -107,14 +110,14 @@ async def _reply(ws: ClientConnection, ident: int) -> dict[str, Any]:
 
 
 async def run_sets(stack: Stack, server_pid: int, count: int, seconds: float, warmup: float,
-                   pg_db: str | None) -> dict[str, Any]:
+                   pg_db: str | None, same_value: bool = False) -> dict[str, Any]:
     url = f"ws://{HOST}:{stack.server_ports[0]}/api/v1/pv-socket"
     before = audit_counts(stack, pg_db)
     stop = asyncio.Event()
     out: dict[str, Any] = {"latencies": [], "errors": {}, "sent": 0}
     start = time.monotonic() + warmup
     window = [start, start + seconds]
-    tasks = [asyncio.create_task(setter(i, url, stop, out, window)) for i in range(count)]
+    tasks = [asyncio.create_task(setter(i, url, stop, out, window, same_value)) for i in range(count)]
     await asyncio.sleep(max(0.0, start - time.monotonic()))
     cpu = CpuWindow.begin({"server": server_pid, "ioc": stack.proc("ioc").pid, "loadgen": os.getpid()})
     await asyncio.sleep(seconds)
@@ -126,7 +129,7 @@ async def run_sets(stack: Stack, server_pid: int, count: int, seconds: float, wa
     lat = sorted(out["latencies"])
     written = sum(after.values()) - sum(before.values())
     return {
-        "clients": count, "seconds": seconds, "db": "postgres" if pg_db else "sqlite",
+        "clients": count, "seconds": seconds, "db": "postgres" if pg_db else "sqlite", "same_value": same_value,
         "sets_per_s": round(len(lat) / seconds, 1),
         "p50_ms": _ms(percentile(lat, 50)), "p99_ms": _ms(percentile(lat, 99)),
         "max_ms": _ms(lat[-1] if lat else None),
@@ -198,7 +201,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
                 server = stack.start_server(env)
                 for count in counts:
                     lines.append(await run_sets(stack, server.pid, count, args.seconds,
-                                                args.warmup, pg_db))
+                                                args.warmup, pg_db, args.same_value))
                     lines[-1]["ioc"] = args.ioc
                     print(json.dumps(lines[-1]), flush=True)
                 problems = log_problems(server)
@@ -236,6 +239,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--review-s", type=float, default=5.0, help="server OAS_ACCESS_REVIEW_S")
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--same-value", action="store_true",
+                        help="sets: each client writes the same value every time (no monitor from a C IOC)")
     parser.add_argument("--ioc", choices=["c", "caproto"], default="c",
                         help="c: bench/cioc.py (EPICS base records, default); caproto: bench/ioc.py")
     parser.add_argument("--no-caproto-batching", dest="caproto_batching", action="store_false",

@@ -13,6 +13,7 @@ takes its batch as Python objects, without JSON or the layer (``channel_layer/lo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any, Protocol
 
@@ -50,6 +51,7 @@ class Publisher:
         self._snapshots: dict[tuple[str, str], Audience] = {}
         self._outbox: dict[Key, tuple[str, str, dict[str, Any]]] = {}
         self._ready = asyncio.Event()
+        self._urgent = asyncio.Event()  # a reply is waiting: flush now, not at the tick
         self._last_flush = 0.0
         self.sent = 0  # PV updates and other messages handed to the layer
         self.batches = 0
@@ -69,8 +71,11 @@ class Publisher:
         self._ready.set()
 
     def to_channel(self, key: Key, channel: str, message: dict[str, Any]) -> None:
+        """A message to one hub, such as a command's reply: it starts the next flush at once.
+        Held for the tick, a set's reply capped one client at 200 sets/s (bench/setload.py)."""
         self._outbox[key] = ("channel", channel, message)
         self._ready.set()
+        self._urgent.set()
 
     def pending(self) -> int:
         return len(self._outbox) + len(self._updates) + len(self._snapshots)
@@ -80,8 +85,10 @@ class Publisher:
         while True:
             await self._ready.wait()
             wait = self._last_flush + self._tick_s - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if wait > 0 and not self._urgent.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), wait)
+            self._urgent.clear()
             self._ready.clear()
             self._last_flush = loop.time()
             await self._send_batches()

@@ -13,6 +13,7 @@ from typing import Any
 
 from devices.channel_layer.topics import topic_label
 from devices.sources.putcheck import PutRejected, coerce_for_put
+from devices.sources.source import ValueEvent
 
 from .entry import PvEntry
 
@@ -83,10 +84,23 @@ async def perform_set(entry: PvEntry, value: Any, timeout: float) -> SetOutcome:
         return outcome("timeout", f"{label} did not complete the write within {timeout:g} s", coerced)
     if not ok:
         return outcome("ioc_refused", f"The write to {label} failed: {message}", coerced)
-    # The monitor update with what the IOC stored follows the put completion: wait briefly so
-    # the audit's "readback after" is that value, not the one before.
-    await entry.next_value(seen_before, READBACK_WAIT_S)
+    # The monitor update with what the IOC stored may follow the put completion: wait briefly
+    # so the audit's "readback after" is that value, not the one before. A value the PV
+    # already held needs no wait: a C IOC posts no monitor for it (deadband), so the wait
+    # would always run its full length, and the value held is the readback.
+    if not (entry.last is seen_before and _holds(seen_before, coerced)):
+        await entry.next_value(seen_before, READBACK_WAIT_S)
     return outcome("done", f"Set {label} to {coerced!r}", coerced)
+
+
+def _holds(event: ValueEvent | None, value: Any) -> bool:
+    """Whether ``event`` already carries ``value`` (scalars only; arrays are not compared)."""
+    if event is None or isinstance(value, (list, tuple)):
+        return False
+    held = event.value
+    if callable(getattr(held, "item", None)) and getattr(held, "size", 1) == 1:
+        held = held.item()  # a numpy scalar or one-element array
+    return isinstance(held, (int, float, str)) and held == value
 
 
 def _settle(future: asyncio.Future[tuple[bool, str]], result: tuple[bool, str]) -> None:

@@ -64,3 +64,26 @@ async def test_in_memory_groups_outlive_a_day():
     layer.groups["devices.registry"][channel] = time.time() - 7 * 24 * 3600  # joined a week ago
     await layer.group_send("devices.registry", {"type": "devices.reloaded"})
     assert (await layer.receive(channel))["type"] == "devices.reloaded"
+
+
+def test_sqlite_commits_through_a_write_ahead_log_and_stay_durable(tmp_path, monkeypatch, django_db_blocker):
+    """Each set commits twice (pending row, outcome): in WAL mode with one fsync of the log
+    each, and synchronous=FULL so a committed pending row survives a power cut."""
+    from django.db.utils import ConnectionHandler
+
+    from ophydsite.settings.infra import databases
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    handler = ConnectionHandler({"default": databases(tmp_path)["default"]})
+    connection = handler["default"]
+    try:
+        with django_db_blocker.unblock(), connection.cursor() as cursor:  # a file of its own, not the test database
+            cursor.execute("PRAGMA journal_mode")
+            assert cursor.fetchone()[0] == "wal"
+            cursor.execute("PRAGMA synchronous")
+            assert cursor.fetchone()[0] == 2  # FULL
+    finally:
+        connection.close()
+    assert (tmp_path / "db.sqlite3").exists()
+    monkeypatch.setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x")
+    assert "init_command" not in databases(tmp_path)["default"].get("OPTIONS", {})

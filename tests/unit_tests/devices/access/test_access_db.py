@@ -1,4 +1,7 @@
-"""The database rule source fails safe: no rules readable means read-only for everybody."""
+"""The database side of access: the rule source fails safe (no rules readable means read-only
+for everybody), and audit rows are written on a thread of their own."""
+
+import pytest
 
 from devices.access.db import DbRules
 from devices.access.rules import Level, Policy, Principal, decide
@@ -36,3 +39,28 @@ async def test_many_decisions_at_once_read_the_rules_once(monkeypatch):
     assert all(r == results[0] and r[0].name == "everything" for r in results)
     await rules.rules()  # within the cache period: no read
     assert len(calls) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_audit_rows_do_not_queue_behind_channels_thread_for_sync_code():
+    """Every socket's sync work (connection checks per message, rules, tokens) shares one
+    thread; the audit writes on its own, so a set's record waits for none of it."""
+    import asyncio
+    import threading
+
+    from asgiref.sync import sync_to_async
+
+    from devices.access.db import DbAudit
+    from devices.access.models import AuditEntry
+
+    release = threading.Event()
+    busy = asyncio.ensure_future(sync_to_async(release.wait)())  # holds that one thread
+    try:
+        audit = DbAudit()
+        key = await asyncio.wait_for(audit.begin({"path": "pv-socket", "target": "SR:x", "value_requested": "1"}), 20)
+        await asyncio.wait_for(audit.finish(key, {"outcome": "done", "readback_after": "1"}), 20)
+    finally:
+        release.set()
+        await busy
+    row = await sync_to_async(AuditEntry.objects.get)(pk=key)
+    assert (row.target, row.outcome, row.readback_after) == ("SR:x", "done", "1")
