@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any, TypedDict
 
 # The bridge reads commands from this channel on the "bridge" layer alias. It has a single
-# reader, so two bridges never both carry out the same set.
+# reader, so two bridges never both carry out the same set. Sharded bridges read one channel
+# each instead (shards.bridge_channel); with one shard it is this one.
 BRIDGE_CHANNEL = "ophydsite.bridge"
 
 SUBSCRIBE = "bridge.subscribe"  # worker → bridge: {hub, pvs}; bridge replies with snapshots
