@@ -5,7 +5,8 @@
 M simulated PVs (tests/support/sim.py) behind the real bridge entries, publisher, hub,
 pv-socket session and mailbox, one client; every 1/R s all M PVs get a new value (as a C
 IOC's periodic scan posts them) through the bridge's inbox. The client's frames go through
-websockets' real frame encoder with permessage-deflate, as uvicorn's would. Prints the
+the server's frame encoder (ophydsite/ws_frames.py; permessage-deflate with ``--deflate``,
+as with OAS_WS_COMPRESSION=true; off by default, as in the server). Prints the
 process CPU per delivered update: the floor of what the server spends on the loop, with
 none of the GIL hand-offs a CA callback thread adds (compare bench/loadgen.py --ioc c).
 """
@@ -38,6 +39,8 @@ from websockets.server import ServerProtocol  # noqa: E402
 from devices.sockets.pv_session import PvSession  # noqa: E402
 from devices.sources.inbox import inbox_for  # noqa: E402
 from devices.sources.source import ValueEvent  # noqa: E402
+from ophydsite.ws_frames import text_frames  # noqa: E402
+from ophydsite.ws_protocol import DEFLATE_LEVEL  # noqa: E402
 from tests.support.sim import SimSource  # noqa: E402
 from tests.support.stack import Client, Stack  # noqa: E402
 
@@ -45,10 +48,11 @@ from tests.support.stack import Client, Stack  # noqa: E402
 class Wire:
     """A client's socket as far as the server's CPU goes: frames encoded, then dropped."""
 
-    def __init__(self) -> None:
+    def __init__(self, deflate: bool) -> None:
         self.conn = ServerProtocol()
         self.conn.state = OPEN
-        self.conn.extensions = [PerMessageDeflate(False, False, 15, 15)]
+        if deflate:  # the server's settings (ophydsite/ws_protocol.py)
+            self.conn.extensions = [PerMessageDeflate(False, False, 12, 12, {"memLevel": 5, "level": DEFLATE_LEVEL})]
         self.frames = 0
         self.updates = 0
         self.bytes = 0
@@ -60,9 +64,8 @@ class Wire:
         self.send_many_now(texts)
 
     def send_many_now(self, texts: list[str]) -> None:
-        for text in texts:
-            self.conn.send_text(text.encode())
-        self.bytes += sum(len(b) for b in self.conn.data_to_send())
+        frames = text_frames(self.conn, texts)
+        self.bytes += len(frames) if frames is not None else 0
         self.frames += len(texts)
         self.updates += sum(text.count('{"pv":') for text in texts)  # value messages, batched or not
 
@@ -70,7 +73,7 @@ class Wire:
 async def run(args: argparse.Namespace) -> dict[str, float]:
     names = [f"SIM:v{i}" for i in range(args.pvs)]
     async with Stack(SimSource, scalar_rate_hz=args.cap) as stack:
-        wire = Wire()
+        wire = Wire(args.deflate)
         client = Client(PvSession, stack, send=wire.send)
         client.session.mailbox._send_many = wire.send_many  # as uvicorn's send_texts offers it
         if args.batch_ms:
@@ -112,8 +115,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         delivered, frames = wire.updates - updates0, wire.frames - frames0
         if profile:
             pstats.Stats(profile).sort_stats("tottime").print_stats(25)
-        return {"pvs": args.pvs, "rate_hz": args.rate, "batch_ms": args.batch_ms, "posted": posted,
-                "delivered": delivered, "frames": frames,
+        return {"pvs": args.pvs, "rate_hz": args.rate, "batch_ms": args.batch_ms, "deflate": args.deflate,
+                "posted": posted, "delivered": delivered, "frames": frames,
                 "cpu_pct": round(100 * cpu / wall, 1), "us_per_update": round(1e6 * cpu / max(delivered, 1), 2)}
 
 
@@ -123,6 +126,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--cap", type=float, default=10.0, help="OAS_SCALAR_RATE_HZ")
+    parser.add_argument("--deflate", action="store_true", help="permessage-deflate (OAS_WS_COMPRESSION)")
     parser.add_argument("--batch-ms", type=float, default=0, help="the client's batch window (options action)")
     parser.add_argument("--profile", action="store_true", help="cProfile the window (slower; for where, not how much)")
     print(json.dumps(asyncio.run(run(parser.parse_args()))))
