@@ -10,10 +10,11 @@ import pytest
 
 from devices.sources.ca_context import attach as attach_ca
 from tests.support.ad_ioc_process import ad_ioc_fixture
+from tests.support.c_ioc import CIocProcess, typed_ioc_process
 from tests.support.ioc import IocProcess, bundled_libca, configure_ca_client_env, free_port, start_repeater
 
 # ---------------------------------------------------------------------------
-# Demo IOCs (Channel Access)
+# IOCs (Channel Access): the caproto demo IOCs and the C IOCs
 #
 # The CA client environment is set at import time, before anything can make a
 # pyepics call: libca reads it once per process. Subprocesses (IOCs, servers)
@@ -32,7 +33,10 @@ while RESTARTABLE_IOC_PORT == IOC_PORT:
 AD_IOC_PORT = free_port()
 while AD_IOC_PORT in (IOC_PORT, RESTARTABLE_IOC_PORT):
     AD_IOC_PORT = free_port()
-configure_ca_client_env([IOC_PORT, RESTARTABLE_IOC_PORT, AD_IOC_PORT])
+C_IOC_PORT = free_port()
+while C_IOC_PORT in (IOC_PORT, RESTARTABLE_IOC_PORT, AD_IOC_PORT):
+    C_IOC_PORT = free_port()
+configure_ca_client_env([IOC_PORT, RESTARTABLE_IOC_PORT, AD_IOC_PORT, C_IOC_PORT])
 attach_ca()  # one libca context for the test code and the bridge, created before either uses it
 
 
@@ -62,7 +66,26 @@ def restartable_ioc(ca_repeater: Popen[bytes]) -> Iterator[IocProcess]:
     yield proc
     proc.stop()
 
-# --- end of the demo IOC section ---------------------------------------------
+
+@pytest.fixture(scope="session")
+def c_ioc(ca_repeater: Popen[bytes]) -> Iterator[CIocProcess]:
+    """The benchmarks' C IOC (bench/cioc.py), prefix ``CIO:``: 10 Hz counters for the
+    timing-sensitive tests, shared by the whole session."""
+    proc = CIocProcess("CIO:", C_IOC_PORT)
+    proc.start(timeout=30)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def typed_ioc() -> Iterator[int]:
+    """The C IOC with one record per CA type (tests/support/typed_ioc.py), fresh for each
+    module (a test may write to it); yields its port, which is not in EPICS_CA_ADDR_LIST:
+    clients name it themselves."""
+    with typed_ioc_process() as port:
+        yield port
+
+# --- end of the IOC section ----------------------------------------------------
 
 
 @pytest.fixture(scope="session")

@@ -76,14 +76,16 @@ class IocProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "devices.demo.ioc", "--prefix", self.prefix, "--host", HOST,
+                "--port", str(self.port), "--exit-with-parent", *self.extra_args]
+
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Spawn the IOC and return once it printed READY; raise with its stderr otherwise."""
         if self.running:
             raise RuntimeError(f"IOC {self.prefix} is already running")
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the IOC
-        cmd = [sys.executable, "-m", "devices.demo.ioc", "--prefix", self.prefix, "--host", HOST,
-               "--port", str(self.port), "--exit-with-parent", *self.extra_args]
-        self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
                                      stderr=self._stderr)
         line = read_line(self.proc, timeout)
         if line != f"READY {self.prefix} {self.port}":

@@ -9,8 +9,6 @@ import asyncio
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,9 +19,6 @@ import psycopg
 import pytest
 import websockets
 
-from devices.demo.ports import free_ca_port
-from devices.demo.procio import read_line
-from tests.support.ioc import PROJECT_ROOT
 from tests.support.server import ServerProcess
 from tests.support.typed_ioc import PREFIX
 
@@ -131,26 +126,11 @@ async def test_the_put_waits_until_the_pending_audit_row_is_committed(ioc, datab
     assert (outcome, float(requested), float(after)) == ("done", target, target)
 
 
-@pytest.fixture
-def c_ioc() -> Iterator[int]:
-    """The C IOC of tests/support/typed_ioc.py on a port of its own; yields the port."""
-    port = free_ca_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.typed_ioc", "--port", str(port)],
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        line = read_line(proc, 20)
-        assert line == f"READY {port}", line
-        yield port
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-async def test_a_set_of_the_value_a_c_record_holds_is_done_and_audited(c_ioc, tmp_path: Path):
+async def test_a_set_of_the_value_a_c_record_holds_is_done_and_audited(typed_ioc, tmp_path: Path):
     pv = PREFIX + "double"  # an ao record: no monitor when a put leaves its value unchanged
     database = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
     proc = ServerProcess({"DATABASE_URL": database, "OAS_ANONYMOUS_WRITES": "true",
-                          "EPICS_CA_ADDR_LIST": f"127.0.0.1:{c_ioc}", "EPICS_CA_AUTO_ADDR_LIST": "NO"}).start()
+                          "EPICS_CA_ADDR_LIST": f"127.0.0.1:{typed_ioc}", "EPICS_CA_AUTO_ADDR_LIST": "NO"}).start()
     try:
         async with websockets.connect(f"{proc.ws}/api/v1/pv-socket") as conn:
             await conn.send(json.dumps({"action": "subscribe", "pv": pv}))

@@ -13,8 +13,6 @@ import sys
 
 import pytest
 
-from devices.demo.ports import free_ca_port
-from devices.demo.procio import read_line
 from tests.support.ioc import PROJECT_ROOT
 from tests.support.typed_ioc import EXPECTED, PREFIX
 
@@ -61,20 +59,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-@pytest.fixture(scope="module")
-def typed_ioc():
-    port = free_ca_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.typed_ioc", "--port", str(port)],
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        line = read_line(proc, 20)
-        assert line == f"READY {port}", line
-        yield port
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_every_type_arrives_as_pyepics_reads_it(typed_ioc):

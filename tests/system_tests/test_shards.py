@@ -1,7 +1,8 @@
 """Two bridge shards (`runbridge --shard I/2`) and two servers sharing a real Redis.
 
 Every PV and device lives on the shard its name hashes to (channel_layer/shards.py); a shard
-that dies and comes back loses and regains only its own PVs.
+that dies and comes back loses and regains only its own PVs, and the other shard's clients
+lose no update meanwhile.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ import pytest
 import websockets
 
 from devices.channel_layer.shards import device_shard, shard_of
+from tests.support.c_ioc import COUNTERS
 from tests.support.server import ServerProcess
 from tests.system_tests.test_scaled_redis import redis_available
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 
 P = "TST:"
-FAST = {0: f"{P}sine", 1: f"{P}iwave"}  # updating by themselves (10 Hz, 2 Hz), one per shard
+# The C IOC's 10 Hz counters (tests/support/c_ioc.py), one per shard: +1 per scan, so a client
+# that lost an update would see a step of 2.
+FAST = {shard: next(f"CIO:v{i}" for i in range(COUNTERS) if shard_of(f"CIO:v{i}", 2) == shard)
+        for shard in (0, 1)}
 STILL = [f"{P}{n}" for n in ("mode", "label", "ro", "slow", "refuse", "longtext", "m3:rbv", "m2:rbv")]
 DEVICES = ("from ophyd import EpicsSignal\n"
            "m3 = EpicsSignal('TST:m3:sp', name='m3')\n"  # shard 1
@@ -29,7 +34,7 @@ DEVICES = ("from ophyd import EpicsSignal\n"
 
 
 def test_the_chosen_names_cover_both_shards():
-    assert {n: shard_of(n, 2) for n in FAST.values()} == {FAST[0]: 0, FAST[1]: 1}
+    assert {n: shard_of(n, 2) for n in FAST.values()} == {FAST[0]: 0, FAST[1]: 1}  # both exist
     assert {shard_of(n, 2) for n in STILL} == {0, 1}
     assert (device_shard("m4", 2), device_shard("m3", 2)) == (0, 1)
 
@@ -41,7 +46,7 @@ def bridge(env: dict[str, str], shard: int) -> ServerProcess:
 
 
 @pytest.fixture(scope="module")
-def sharded(ioc, tmp_path_factory):
+def sharded(ioc, c_ioc, tmp_path_factory):
     if not redis_available():
         pytest.skip("no Redis on 127.0.0.1:6379")
     db = tmp_path_factory.mktemp("db") / "shards.sqlite3"
@@ -50,7 +55,8 @@ def sharded(ioc, tmp_path_factory):
     env = {"OAS_STARTUP_DIR": str(startup),
            "REDIS_URL": "redis://127.0.0.1:6379/0", "OAS_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}",
            "OAS_BRIDGE": "external", "OAS_BRIDGE_SHARDS": "2", "DATABASE_URL": f"sqlite:///{db}",
-           "OAS_RELEASE_GRACE_S": "1", "OAS_LEASE_S": "3", "OAS_ANONYMOUS_WRITES": "true"}
+           "OAS_RELEASE_GRACE_S": "1", "OAS_LEASE_S": "3", "OAS_ANONYMOUS_WRITES": "true",
+           "OAS_SCALAR_RATE_HZ": "0"}  # nothing coalesced: every scan reaches every client
     bridges = {0: bridge(env, 0)}  # shard 0 migrates: first
     bridges[1] = bridge(env, 1)
     servers = [ServerProcess({**env, "OAS_LOAD_DEVICES_ON_START": "false"}).start() for _ in range(2)]
@@ -94,17 +100,19 @@ class Reader:
             await asyncio.sleep(0.1)
 
 
-async def test_every_pv_is_served_through_both_servers_from_exactly_one_shard(sharded, ioc):
+async def test_every_pv_is_served_through_both_servers_from_exactly_one_shard(sharded, ioc, c_ioc):
     bridges, servers, _ = sharded
     pvs = [*FAST.values(), *STILL]
-    baseline = await asyncio.to_thread(ioc.channel_counts)
+    iocs = (ioc, c_ioc)
+    baseline = [await asyncio.to_thread(each.channel_counts) for each in iocs]
     readers = [Reader(f"{s.ws}/api/v1/pv-socket", pvs) for s in servers]
     async with readers[0], readers[1]:
         for reader in readers:
             await reader.until(lambda r=reader: all(r.values(pv) for pv in pvs), 20,
                                f"not every PV reached {reader.url}")
-        counts = await asyncio.to_thread(ioc.channel_counts)
-    extra = {pv: counts.get(pv, 0) - baseline.get(pv, 0) for pv in pvs}
+        counts = [await asyncio.to_thread(each.channel_counts) for each in iocs]
+    extra = {pv: sum(now.get(pv, 0) - before.get(pv, 0) for now, before in zip(counts, baseline, strict=True))
+             for pv in pvs}
     assert extra == dict.fromkeys(pvs, 1), (extra, bridges[0].output(), bridges[1].output())
 
 
@@ -125,7 +133,7 @@ async def test_device_sets_reach_the_owner_shard_from_either_server(sharded):
                 seen = seen or (msg.get("device") == device and msg.get("value") == value)
 
 
-async def test_a_killed_shard_loses_and_regains_only_its_own_pvs(sharded, ioc):
+async def test_a_killed_shard_loses_and_regains_only_its_own_pvs(sharded, c_ioc):
     bridges, servers, env = sharded
     kept, lost = FAST[0], FAST[1]
     readers = [Reader(f"{s.ws}/api/v1/pv-socket", [kept, lost]) for s in servers]
@@ -147,7 +155,10 @@ async def test_a_killed_shard_loses_and_regains_only_its_own_pvs(sharded, ioc):
         for reader in readers:
             assert reader.disconnects(kept) == [], "shard 0's clients noticed"
             assert len(reader.values(kept, since=restarted)) >= 5, "shard 0's PV stopped while shard 1 restarted"
+            counts = [m["value"] for m in reader.values(kept)]
+            steps = {round(b - a, 6) for a, b in zip(counts, counts[1:], strict=False)}
+            assert steps == {1.0}, f"shard 0's clients lost or repeated updates: steps {steps}"
     deadline = time.monotonic() + 20
-    while (await asyncio.to_thread(ioc.channel_counts)).get(lost, 0) > 1:  # the dead shard's channel closed
+    while (await asyncio.to_thread(c_ioc.channel_counts)).get(lost, 0) > 1:  # the dead shard's channel closed
         assert time.monotonic() < deadline, "the killed shard's CA channel stayed open"
         await asyncio.sleep(0.5)
