@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from devices.channel_layer.pvnames import SEPARATOR, PvNameError, qualified, source_of
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -78,7 +80,19 @@ class Rule:
             if ip is None or not any(ip in net for net in self.networks if net.version == ip.version):
                 return False
         assert self._compiled is not None
-        return self._compiled.fullmatch(name) is not None
+        return self._compiled.fullmatch(self._subject(name, kind)) is not None
+
+    def _subject(self, name: str, kind: str) -> str:
+        """What the pattern is matched against: a PV's bare name (``SR:*`` covers
+        ``pva://SR:x``), or its ``scheme://name`` when the pattern names a scheme."""
+        if kind != "pv":
+            return name
+        if SEPARATOR in self.pattern:
+            return qualified(name)
+        try:
+            return source_of(name).name
+        except PvNameError:  # not a topic: matched as spelled
+            return name
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 from devices.channel_layer import messages as m
 from devices.channel_layer import shards
+from devices.channel_layer.pvnames import SEPARATOR, PvNameError, source_of, topic_of
 from devices.channel_layer.reader import serve_channel
 from devices.channel_layer.topics import name_problem, parse_device_topic
 from devices.sources.batch_calls import batcher_for
@@ -30,6 +31,7 @@ from .setter import SetOutcome, perform_set
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_SETS = 1000
+PVA_PREFIX = "pva" + SEPARATOR
 
 
 class Bridge:
@@ -38,7 +40,7 @@ class Bridge:
 
     def __init__(self, *, layer: Any, command_layer: Any, settings: OasSettings,
                  source_factory: SourceFactory = CaSource, executor: Executor | None = None,
-                 shard: tuple[int, int] = (0, 1)) -> None:
+                 shard: tuple[int, int] = (0, 1), pva_factory: SourceFactory | None = None) -> None:
         self.shard, self.shards = shard
         if not 0 <= self.shard < self.shards:
             raise ValueError(f"shard {self.shard}/{self.shards}: need 0 <= I < N")
@@ -46,7 +48,8 @@ class Bridge:
         self._layer = layer
         self._commands = command_layer
         self._settings = settings
-        self._source_factory = source_factory
+        self._source_factory = source_factory  # for Channel Access topics
+        self._pva_factory = pva_factory or pva_source  # for pva:// topics
         # Channel Access calls run on threads attached to the one CA context.
         self._executor = executor if executor is not None else (
             ca_executor() if source_factory is CaSource else None)
@@ -134,7 +137,8 @@ class Bridge:
         if entry is None:
             loop = asyncio.get_running_loop()
             s = self._settings
-            factory = self._device_source if parse_device_topic(name) else self._source_factory
+            factory = (self._device_source if parse_device_topic(name) else
+                       self._pva_factory if name.startswith(PVA_PREFIX) else self._source_factory)
             entry = PvEntry(name, loop=loop, publisher=self.publisher,
                             source_factory=factory,
                             scalar_rate_hz=s.scalar_rate_hz, array_rate_hz=s.array_rate_hz,
@@ -349,10 +353,25 @@ def _names(message: dict[str, Any]) -> list[str]:
     names = message.get("pvs")
     if not isinstance(names, list):
         return []
-    good = [n for n in names if isinstance(n, str) and (parse_device_topic(n) or name_problem(n, 4096) is None)]
+    good = [n for n in names if isinstance(n, str) and (parse_device_topic(n) or _is_pv_topic(n))]
     if len(good) != len(names):
         log.warning("ignored %d invalid names from %s", len(names) - len(good), message.get("hub"))
     return good
+
+
+def _is_pv_topic(name: str) -> bool:
+    """A PV topic as hubs make them (``ca://X`` is spelled ``X``; pvnames.py)."""
+    try:
+        return name_problem(name, 4096) is None and topic_of(name) == name
+    except PvNameError:
+        return False
+
+
+def pva_source(topic: str, loop: asyncio.AbstractEventLoop, sink: Any) -> Any:
+    """The PV Access channel of a ``pva://`` topic (p4p is imported on first use only)."""
+    from devices.sources.pva_source import PvaSource
+
+    return PvaSource(source_of(topic).name, loop, sink)
 
 
 def _report_open(name: str, done: Any) -> None:

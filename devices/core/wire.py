@@ -41,23 +41,23 @@ def _number(value: Any) -> str:
     return dumps(value)
 
 
-def pv_value_text(msg: dict[str, Any], writable: bool) -> str:
-    """pv-socket value message; ``writable`` is the write access this client has. Built for
-    every update (once per variant): the cheapest string building measured here."""
+def pv_value_text(msg: dict[str, Any], writable: bool, name: str | None = None) -> str:
+    """pv-socket value message; ``writable`` is the write access this client has, ``name``
+    the client's spelling of the PV when it differs from the topic. Built for every update
+    (once per variant): the cheapest string building measured here."""
     return (
-        f'{{"pv":{_name(msg["pv"])},"value":{msg["value"]},"timestamp":{_number(msg["timestamp"])},'
+        f'{{"pv":{_name(name or msg["pv"])},"value":{msg["value"]},"timestamp":{_number(msg["timestamp"])},'
         f'"connected":{_bool(msg["connected"])},"read_access":{_bool(msg["read_access"])},'
         f'"write_access":{_bool(msg["write_access"] and writable)},"severity":{_number(msg.get("severity"))}}}'
     )
 
 
-def pv_meta_text(msg: dict[str, Any], writable: bool) -> str:
-    """pv-socket metadata message (``sub_type: "meta"``)."""
+def pv_meta_text(msg: dict[str, Any], writable: bool, name: str | None = None) -> str:
+    """pv-socket metadata message (``sub_type: "meta"``); ``name`` as in pv_value_text."""
     meta = dict(msg["meta"])
     meta["write_access"] = bool(meta.get("write_access")) and writable
     meta["sub_type"] = "meta"
-    meta["obj"] = msg["pv"]
-    meta["pv"] = msg["pv"]
+    meta["obj"] = meta["pv"] = name or msg["pv"]
     return dumps(meta)
 
 

@@ -16,6 +16,7 @@ from devices.core.hub import Update
 from devices.core.requests import ProtocolError, PvRequest, decode_frame, parse_pv_request
 
 from .session import READ_ONLY, READ_WRITE, Session, mode_under
+from .spellings import Spellings
 
 _VARIANTS = {(kind, writable): (f"pv-{kind}", writable) for kind in ("meta", "value") for writable in (True, False)}
 
@@ -26,6 +27,8 @@ class PvSession(Session):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._held: dict[str, dict[str, Update]] = {}  # subscribeSafely waiting to confirm
+        # Requests name PVs as the client spells them; from here on they are topics.
+        self.spellings = Spellings(self.settings.default_protocol)
 
     # --- delivery from the hub --------------------------------------------------------------
 
@@ -38,17 +41,23 @@ class PvSession(Session):
             return
         self.mailbox.put_latest((pv, update.kind), self._render(pv, update, mode))
 
-    @staticmethod
-    def _render(pv: str, update: Update, mode: str) -> str:
+    def _render(self, pv: str, update: Update, mode: str) -> str:
         """The text for this client's variant, rendered once per process (no closure per call:
-        this runs for every update of every client)."""
-        variant = _VARIANTS[(update.kind, mode == READ_WRITE)]
+        this runs for every update of every client); a client's own spelling of the PV is a
+        variant of its own."""
+        variant: Any = _VARIANTS[(update.kind, mode == READ_WRITE)]
+        spelled = self.spellings.spelled(pv)
+        if spelled is not None:
+            variant = (variant, spelled)
         text = update.cached(variant)
         if text is None:
-            writable = variant[1]
+            writable = mode == READ_WRITE
             render = wire.pv_meta_text if update.kind == "meta" else wire.pv_value_text
-            text = update.keep(variant, render(update.msg, writable))
+            text = update.keep(variant, render(update.msg, writable, spelled))
         return text
+
+    def shown(self, name: str) -> str:
+        return self.spellings.shown(name)
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -58,6 +67,11 @@ class PvSession(Session):
         except ProtocolError as exc:
             self.error(exc)
             return
+        if request.names:
+            self.spellings.resolve(request, self.subscribed.keys() | self._held.keys())
+            if not request.names and request.action == "set":  # its one name was malformed
+                self.error(ProtocolError("bad_name", request.invalid[0][1], request.request_id, "set"))
+                return
         handler = getattr(self, "_do_" + request.action)
         await self.guarded(handler(request), request.request_id)
 
@@ -105,7 +119,8 @@ class PvSession(Session):
                         self.deliver(name, held[kind])
             else:
                 refused.append(name)
-                failed.append({"pv": name, "error": f"{name} did not connect within {timeout:g} s"})
+                shown = self.shown(name)
+                failed.append({"pv": shown, "error": f"{shown} did not connect within {timeout:g} s"})
         if refused:
             await self.hub.unsubscribe(self, refused)  # type: ignore[arg-type]
         self._summary(subscribed, already, failed, request_id)
@@ -114,10 +129,13 @@ class PvSession(Session):
         unsubscribed = [n for n in request.names if n in self.subscribed]
         missing = [n for n in request.names if n not in self.subscribed]
         missing += [n for n, _ in request.invalid]
+        shown = [self.shown(n) for n in unsubscribed]
         for name in unsubscribed:
             del self.subscribed[name]
             self.mailbox.drop(name)
-        payload = {"action": "unsubscribe", "unsubscribed": unsubscribed, "not_subscribed": missing}
+            self.spellings.forget(name)
+        payload = {"action": "unsubscribe", "unsubscribed": shown,
+                   "not_subscribed": [self.shown(n) for n in missing]}
         self.reply(payload, request.request_id)
         if unsubscribed:
             await self.hub.unsubscribe(self, unsubscribed)  # type: ignore[arg-type]
@@ -125,7 +143,7 @@ class PvSession(Session):
     async def _do_set(self, request: PvRequest) -> None:
         name = request.names[0]
         if self.subscribed.get(name) == READ_ONLY:
-            why = f"{name} is subscribed read-only (subscribeReadOnly); subscribe with 'subscribe' to write"
+            why = f"{self.shown(name)} is subscribed read-only (subscribeReadOnly); subscribe with 'subscribe' to write"
             await self.record_refusal(target=name, kind="pv", signal="", value=request.value, why=why)
             self._set_error(ProtocolError("read_only", why, request.request_id, "set"), name)
             return
@@ -136,7 +154,7 @@ class PvSession(Session):
         outcome = await self.audited_set(target=name, kind="pv", topic=name, signal="", value=value, timeout=timeout)
         status = outcome.get("status", "error")
         if status == "done":
-            payload = {"action": "set", "status": "done", "target": name, "message": outcome.get("message"),
+            payload = {"action": "set", "status": "done", "target": self.shown(name), "message": outcome.get("message"),
                        "written": outcome.get("value"), "duration": outcome.get("duration_s")}
             self.reply(payload, request_id)
         else:
@@ -144,7 +162,7 @@ class PvSession(Session):
 
     def _set_error(self, exc: ProtocolError, name: str) -> None:
         payload: dict[str, Any] = {"error": exc.message, "code": exc.code, "action": "set",
-                                   "status": exc.code, "target": name}
+                                   "status": exc.code, "target": self.shown(name)}
         self.reply(payload, exc.request_id)
 
     async def _do_refresh(self, request: PvRequest) -> None:
@@ -168,8 +186,8 @@ class PvSession(Session):
                 lost.append(name)
                 del self.subscribed[name]
                 self.mailbox.drop(name)
-                self.reply({"error": f"No read access to {name} any more: {decision.reason}; unsubscribed",
-                            "code": "forbidden", "pv": name})
+                self.reply({"error": f"No read access to {self.shown(name)} any more: {decision.reason}; "
+                            "unsubscribed", "code": "forbidden", "pv": self.shown(name)})
                 continue
             now = mode_under(mode, decision)
             if now != mode:
@@ -186,8 +204,8 @@ class PvSession(Session):
 
     def _summary(self, subscribed: list[str], already: list[str], failed: list[dict[str, str]],
                  request_id: Any) -> None:
-        payload = {"action": "subscribe", "subscribed": subscribed, "already_subscribed": already,
-                   "failed": failed}
+        payload = {"action": "subscribe", "subscribed": [self.shown(n) for n in subscribed],
+                   "already_subscribed": [self.shown(n) for n in already], "failed": failed}
         self.reply(payload, request_id)
 
     async def end(self) -> None:

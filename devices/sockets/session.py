@@ -74,6 +74,10 @@ class Session:
         self.ended = False
         self.batch_ms: int | float = 0  # the client's batching window (``options``); 0 = off
 
+    def shown(self, name: str) -> str:
+        """How the client spells a target in replies (the pv-socket keeps its own spellings)."""
+        return name
+
     # --- replies ----------------------------------------------------------------------------
 
     def reply(self, payload: dict[str, Any], request_id: Any = None) -> None:
@@ -130,13 +134,13 @@ class Session:
         (invalid names, names past OAS_MAX_SUBSCRIPTIONS)."""
         fresh: list[str] = []
         already: list[str] = []
-        failed = [{self.target_field: n, "error": why} for n, why in request.invalid]
+        failed = [{self.target_field: n, "error": why} for n, why in request.invalid]  # as spelled
         room = self.settings.max_subscriptions - len(self.subscribed) - len(held)
         for name in request.names:
             if name in self.subscribed or name in held:
                 already.append(name)
             elif room <= 0:
-                failed.append({self.target_field: name, "error": (
+                failed.append({self.target_field: self.shown(name), "error": (
                     f"Subscription limit of {self.settings.max_subscriptions} {self.targets_noun} per socket "
                     "reached (OAS_MAX_SUBSCRIPTIONS); unsubscribe from some first")})
             else:
@@ -152,7 +156,8 @@ class Session:
             if decision.can_read:
                 modes[name] = mode_under(asked, decision)
             else:
-                failed.append({self.target_field: name, "error": f"No read access to {name}: {decision.reason}",
+                failed.append({self.target_field: self.shown(name),
+                               "error": f"No read access to {self.shown(name)}: {decision.reason}",
                                "code": "forbidden"})
         return modes
 

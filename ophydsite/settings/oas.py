@@ -91,6 +91,9 @@ class OasSettings:
     # How many bridges (`runbridge --shard I/N`) split the PVs and devices between them by a
     # hash of the name; servers send each command to the owner. More than 1 needs "external".
     bridge_shards: int = 1
+    # The protocol of a PV named without ``ca://`` or ``pva://``: "ca" (Channel Access, as
+    # ophyd-websocket) or "pva" (PV Access).
+    default_protocol: str = "ca"
     # Publishing rate caps per PV (latest value wins in between).
     scalar_rate_hz: float = 10.0
     array_rate_hz: float = 10.0
@@ -143,6 +146,8 @@ class OasSettings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.bridge not in {"embedded", "external"}:
             raise ValueError("OAS_BRIDGE: must be 'embedded' or 'external'")
+        if settings.default_protocol not in {"ca", "pva"}:
+            raise ValueError("OAS_DEFAULT_PROTOCOL: must be 'ca' or 'pva'")
         if settings.bridge_shards < 1:
             raise ValueError("OAS_BRIDGE_SHARDS: must be at least 1")
         if settings.bridge_shards > 1 and settings.bridge != "external":

@@ -23,7 +23,7 @@ class Stack:
         self.settings = replace(OasSettings(), **(defaults | overrides))
         self.layer = InMemoryChannelLayer(capacity=10000)
         self.bridge = Bridge(layer=self.layer, command_layer=self.layer, settings=self.settings,
-                             source_factory=source_factory)
+                             source_factory=source_factory, pva_factory=source_factory)
         self.hub = Hub(layer=self.layer, command_layer=self.layer, lease_s=self.settings.lease_s)
         self._task: asyncio.Task[None] | None = None
 

@@ -75,3 +75,17 @@ def test_pattern_check(pattern, syntax, ok):
 def test_bad_networks_raise():
     with pytest.raises(ValueError):
         parse_networks("10.0.0.0/33")
+
+
+def test_a_rule_without_a_scheme_covers_both_protocols_one_with_a_scheme_only_its_own():
+    plain = Rule("sr", "SR:*", Level.WRITE, users=frozenset({"alice"}))
+    for topic in ("SR:x", "pva://SR:x"):  # the topics of ca://SR:x (and a bare SR:x) and pva://SR:x
+        assert d([plain], ALICE, name=topic).rule == "sr", topic
+    pva_only = Rule("pva", "pva://SR:*", Level.NONE)
+    assert d([pva_only], ALICE, name="pva://SR:x").level == Level.NONE
+    assert d([pva_only], ALICE, name="SR:x").rule is None
+    ca_only = Rule("ca", r"ca://SR:.*", Level.NONE, syntax="regex")
+    assert d([ca_only], ALICE, name="SR:x").level == Level.NONE
+    assert d([ca_only], ALICE, name="pva://SR:x").rule is None
+    devices = Rule("dev", "m*", Level.NONE, target="device")
+    assert d([devices], ALICE, name="m3", kind="device").level == Level.NONE  # device names have no scheme
