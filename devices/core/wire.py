@@ -61,10 +61,10 @@ def pv_meta_text(msg: dict[str, Any], writable: bool, name: str | None = None) -
     return dumps(meta)
 
 
-def monitor_text(msg: dict[str, Any], units: str | None) -> str:
-    """pycaserver ``monitor`` message."""
+def monitor_text(msg: dict[str, Any], units: str | None, name: str | None = None) -> str:
+    """pycaserver ``monitor`` message; ``name``: the client's spelling of the PV."""
     return (
-        '{"msg_type":"monitor","pvname":' + dumps(msg["pv"])
+        '{"msg_type":"monitor","pvname":' + dumps(name or msg["pv"])
         + ',"value":' + msg["value"]
         + ',"count":' + dumps(msg.get("count", 1))
         + ',"timestamp":' + dumps(msg["timestamp"])

@@ -145,20 +145,20 @@ async def list_pvs(request: HttpRequest) -> Status[Any]:
     return _out(await (await _ops(request)).pv_list())
 
 
-@api.get("/pvs/{pv}", response=ANY, tags=["EPICS PVs"])
+@api.get("/pvs/{path:pv}", response=ANY, tags=["EPICS PVs"])
 async def read_pv(request: HttpRequest, pv: PvName, timeout: float | None = Query(None, gt=0)) -> Status[Any]:
     """Read a PV: ``{pv: {value, timestamp, connected, severity}, "meta": {...}}``; connects on
     demand and answers 408 if it does not connect within ``timeout`` (OAS_CONNECT_TIMEOUT_S)."""
     return _out(await (await _ops(request)).pv_read(pv, timeout))
 
 
-@api.post("/pvs/{pv}", response={201: dict[str, Any], ERROR_CODES: ErrorOut}, tags=["EPICS PVs"])
+@api.post("/pvs/{path:pv}", response={201: dict[str, Any], ERROR_CODES: ErrorOut}, tags=["EPICS PVs"])
 async def connect_pv(request: HttpRequest, pv: PvName, timeout: float | None = Query(None, gt=0)) -> Status[Any]:
     """Keep a PV connected for fast reads and list it in ``GET /pvs`` (409 if already held)."""
     return _out(await (await _ops(request)).pv_hold(pv, timeout))
 
 
-@api.delete("/pvs/{pv}", response=ANY, tags=["EPICS PVs"])
+@api.delete("/pvs/{path:pv}", response=ANY, tags=["EPICS PVs"])
 async def release_pv(request: HttpRequest, pv: PvName) -> Status[Any]:
     """Stop holding a PV connected (an addition to ophyd-websocket)."""
     return _out(await (await _ops(request)).pv_release(pv))

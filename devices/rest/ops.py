@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from devices.access.guard import Guard
+from devices.channel_layer.pvnames import PvNameError, topic_of
 from devices.channel_layer.topics import name_problem
 from devices.services.reads import Holder, Reading, read_now
 from devices.services.writes import Interlock, Writer
@@ -38,6 +39,11 @@ def _names_refusal(names: list[str], max_length: int, noun: str) -> Result | Non
     names (spaces would also reach the bridge's device topics, which no client may name)."""
     for name in names:
         why = name_problem(name, max_length, noun)
+        if why is None and noun == "PV":
+            try:
+                topic_of(name)
+            except PvNameError as exc:
+                why = str(exc)
         if why is not None:
             return error(400, why, "bad_name", **{noun.lower(): name})
     return None
@@ -89,34 +95,43 @@ class RestOps:
     def _bad(self, names: list[str], noun: str = "PV") -> Result | None:
         return _names_refusal(names, self.settings.max_name_length, noun)
 
+    def _topic(self, pv: str) -> str:
+        """The topic of a PV as the request spells it (checked by ``_bad`` first)."""
+        return topic_of(pv, self.settings.default_protocol)
+
     async def pv_read(self, pv: str, timeout: float | None) -> Result:
-        refused = self._bad([pv]) or await self.read_refusal(pv, "pv")
+        refused = self._bad([pv]) or await self.read_refusal(self._topic(pv), "pv")
         if refused:
             return refused
         wait = self._timeout(timeout, self.settings.connect_timeout_s)
-        reading = (await read_now(self.hub, [pv], wait))[pv]
+        topic = self._topic(pv)
+        reading = (await read_now(self.hub, [topic], wait))[topic]
         if not reading.has_value:
             return error(408, f"PV {pv} did not connect within {wait:g} s", "not_connected", pv=pv)
         return 200, {pv: reading.as_read(), "pv": pv, "meta": reading.meta or {}}
 
     async def pv_hold(self, pv: str, timeout: float | None) -> Result:
-        refused = self._bad([pv]) or await self.read_refusal(pv, "pv")
+        refused = self._bad([pv]) or await self.read_refusal(self._topic(pv), "pv")
         if refused:
             return refused
-        if pv in self.holder.names:
+        topic = self._topic(pv)
+        if topic in self.holder.names:
             return error(409, f"PV {pv} already exists, duplicate connections not allowed", "already_connected", pv=pv)
         wait = self._timeout(timeout, self.settings.connect_timeout_s)
         try:
-            await self.holder.hold(self.hub, pv)
+            await self.holder.hold(self.hub, topic)
         except OverflowError as exc:
             return error(429, str(exc), "too_many", pv=pv)
-        if not await self.hub.wait_connected(pv, wait):
-            await self.holder.release(self.hub, pv)
+        if not await self.hub.wait_connected(topic, wait):
+            await self.holder.release(self.hub, topic)
             return error(408, f"Device {pv} is not connected (no answer within {wait:g} s)", "not_connected", pv=pv)
         return 201, {"201": f"PV {pv} is connected", "pv": pv, "status": "connected"}
 
     async def pv_release(self, pv: str) -> Result:
-        if not await self.holder.release(self.hub, pv):
+        refused = self._bad([pv])
+        if refused:
+            return refused
+        if not await self.holder.release(self.hub, self._topic(pv)):
             return error(404, f"PV {pv} is not held by the REST API (POST /api/v1/pvs/{{pv}} holds one)",
                          "not_held", pv=pv)
         return 200, {"pv": pv, "status": "released"}
@@ -126,13 +141,14 @@ class RestOps:
         if bad:
             return bad
         wait = self._timeout(timeout, self.settings.set_timeout_s)
-        outcome = await self.writer.set(target=pv, kind="pv", topic=pv, signal="", value=value, timeout=wait)
+        topic = self._topic(pv)
+        outcome = await self.writer.set(target=topic, kind="pv", topic=topic, signal="", value=value, timeout=wait)
         return self._set_result(outcome, {"pv": pv, "value": value},
                                 f"Instruction accepted, set value of {pv} to {value}.")
 
     async def pv_set_many(self, items: list[tuple[str, Any, float | None]]) -> Result:
         refused = (self._bad([pv for pv, _, _ in items])
-                   or await self._batch_refusal([(pv, "pv", "", v) for pv, v, _ in items]))
+                   or await self._batch_refusal([(self._topic(pv), "pv", "", v) for pv, v, _ in items]))
         if refused:
             return refused
         results = await asyncio.gather(*(self.pv_set(pv, v, t) for pv, v, t in items))

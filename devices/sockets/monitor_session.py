@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from devices.channel_layer.pvnames import PvNameError
 from devices.core import wire
 from devices.core.hub import Update
 from devices.core.requests import ProtocolError, decode_frame, name_problem, request_id_of
 
 from .session import Session
+from .spellings import Spellings
 
 ACTIONS = ("connect", "disconnect")
 
@@ -23,19 +25,24 @@ class MonitorSession(Session):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._conn_sent: dict[str, bool] = {}
+        self.spellings = Spellings(self.settings.default_protocol)  # as on the pv-socket
 
     def deliver(self, pv: str, update: Update) -> None:
         if pv not in self.subscribed:
             return
         connected = update.connected
+        name = self.spellings.shown(pv)
         if self._conn_sent.get(pv) != connected:
             self._conn_sent[pv] = connected
             self.mailbox.put_latest((pv, "connection"), update.text(
-                ("mon-conn", connected), lambda: wire.connection_text(pv, connected)))
+                ("mon-conn", connected, name), lambda: wire.connection_text(name, connected)))
         if update.kind == "value" and connected:
             units = self._units(pv)
             self.mailbox.put_latest((pv, "monitor"), update.text(
-                ("mon-value", units), lambda: wire.monitor_text(update.msg, units)))
+                ("mon-value", units, name), lambda: wire.monitor_text(update.msg, units, name)))
+
+    def shown(self, name: str) -> str:
+        return self.spellings.shown(name)
 
     def _units(self, pv: str) -> str | None:
         for update in self.hub.current(pv):
@@ -45,11 +52,19 @@ class MonitorSession(Session):
 
     async def receive(self, text: str | None, data: bytes | None = None) -> None:
         try:
-            action, name, rid = self._parse(text, data)
+            action, spelling, rid = self._parse(text, data)
+            name = self.spellings.topic(spelling, self.subscribed)
+        except PvNameError as exc:
+            self.error(ProtocolError("bad_name", str(exc), rid, action))
+            return
         except ProtocolError as exc:
             self.error(exc)
             return
-        await self.guarded(self._act(action, name, rid), rid)
+        try:
+            await self.guarded(self._act(action, name, rid), rid)
+        finally:
+            if name not in self.subscribed:  # refused or disconnected: no spelling to keep
+                self.spellings.forget(name)
 
     async def _act(self, action: str, name: str, rid: Any) -> None:
         if action == "connect":
@@ -62,7 +77,8 @@ class MonitorSession(Session):
                 return
             decision = await self.guard.decide(name, "pv")
             if not decision.can_read:
-                self.error(ProtocolError("forbidden", f"No read access to {name}: {decision.reason}", rid, action))
+                self.error(ProtocolError("forbidden", f"No read access to {self.shown(name)}: {decision.reason}",
+                                         rid, action))
                 return
             self.subscribed[name] = True
             await self.hub.subscribe(self, [name])  # type: ignore[arg-type]
@@ -80,7 +96,7 @@ class MonitorSession(Session):
             del self.subscribed[name]
             self._conn_sent.pop(name, None)
             self.mailbox.drop(name)
-            self.error(ProtocolError("forbidden", f"No read access to {name} any more; disconnected", None,
+            self.error(ProtocolError("forbidden", f"No read access to {self.shown(name)} any more; disconnected", None,
                                      "connect"))
         if lost:
             await self.hub.unsubscribe(self, lost)  # type: ignore[arg-type]

@@ -27,19 +27,23 @@ class Spellings:
         topics: list[str] = []
         for spelling in request.names:
             try:
-                topic = topic_of(spelling, self._default)
+                topic = self.topic(spelling, known)
             except PvNameError as exc:
                 request.invalid.append((spelling, str(exc)))
                 continue
-            if topic in topics:
-                continue  # two spellings of one PV in one request
-            topics.append(topic)
-            if topic not in known:
-                if topic == spelling:
-                    self._shown.pop(topic, None)
-                else:
-                    self._shown[topic] = spelling
+            if topic not in topics:  # (two spellings of one PV in one request)
+                topics.append(topic)
         request.names = topics
+
+    def topic(self, spelling: str, known: Container[str]) -> str:
+        """The topic of one name (PvNameError if malformed); remembered as for ``resolve``."""
+        topic = topic_of(spelling, self._default)
+        if topic not in known:
+            if topic == spelling:
+                self._shown.pop(topic, None)
+            else:
+                self._shown[topic] = spelling
+        return topic
 
     def shown(self, topic: str) -> str:
         """The name the client knows ``topic`` by."""

@@ -66,6 +66,9 @@ async def test_bad_input_on_monitor(ioc, ws):
     assert (await client.next())["code"] == "bad_field"
     await client.send("has space")
     assert (await client.next())["code"] == "bad_name"
+    await client.send({"action": "connect", "pv": "xyz://A", "id": 5})
+    refused = await client.next()
+    assert (refused["code"], refused["id"]) == ("bad_name", 5) and "unknown protocol 'xyz'" in refused["error"]
     await client.send({"action": "connect", "pv": f"{P}label"})
     assert (await client.next(monitor(f"{P}label")))["value"] == "hello"
 
@@ -78,3 +81,14 @@ async def test_monitor_and_pv_socket_share_one_channel(ioc, ws):
     await pv.next(lambda m: m.get("pv") == f"{P}m3:rbv" and "value" in m)
     counts = await asyncio.to_thread(ioc.channel_counts)
     assert counts.get(f"{P}m3:rbv") == 1
+
+
+async def test_a_ca_scheme_spelling_shares_the_channel_and_keeps_its_name(ioc, ws):
+    plain, spelled = await ws("/monitor"), await ws("/monitor")
+    await plain.send({"action": "connect", "pv": f"{P}m2:rbv"})
+    await spelled.send({"action": "connect", "pv": f"ca://{P}m2:rbv"})
+    await plain.next(monitor(f"{P}m2:rbv"))
+    assert (await spelled.next(connection(f"ca://{P}m2:rbv")))["conn"] is True
+    await spelled.next(monitor(f"ca://{P}m2:rbv"))
+    counts = await asyncio.to_thread(ioc.channel_counts)
+    assert counts.get(f"{P}m2:rbv") == 1

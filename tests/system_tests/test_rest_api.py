@@ -217,3 +217,23 @@ async def test_write_rate_limit_and_auth_required_on_rest(api):
     for path in ("/pvs", "/pvs/TST:m1:rbv", "/devices", "/devices/stage", "/devices-info", "/queue-server/status"):
         reply = await api.get(f"{API}{path}")
         assert reply.status_code == 401 and reply.json()["code"] == "unauthenticated", (path, reply.json())
+
+
+async def test_pv_names_with_a_protocol(api, ioc):
+    spelled = await api.get(f"{API}/pvs/ca://TST:m1:rbv")
+    assert spelled.status_code == 200, spelled.json()
+    assert spelled.json()["pv"] == "ca://TST:m1:rbv" and spelled.json()["ca://TST:m1:rbv"]["connected"] is True
+    held = await api.post(f"{API}/pvs/ca://TST:counter")
+    assert held.status_code == 201, held.json()
+    again = await api.post(f"{API}/pvs/TST:counter")  # the same PV spelled without the scheme
+    assert again.status_code == 409 and again.json()["code"] == "already_connected"
+    assert (await api.delete(f"{API}/pvs/TST:counter")).status_code == 200
+    for bad in ("xyz://TST:m1:rbv", "pva://"):
+        refused = await api.get(f"{API}/pvs/{bad}")
+        assert refused.status_code == 400 and refused.json()["code"] == "bad_name", (bad, refused.json())
+    put = await api.put(f"{API}/pvs", {"pv": "tango://TST:m1:sp", "set_value": 1}, content_type="application/json")
+    assert put.status_code == 400 and "unknown protocol 'tango'" in put.json()["error"]
+    done = await api.put(f"{API}/pvs", {"pv": "ca://TST:m1:sp", "set_value": 1.5}, content_type="application/json")
+    assert done.status_code == 200 and done.json()["pv"] == "ca://TST:m1:sp", done.json()
+    [row] = [r for r in await rows() if r.outcome == "done"]
+    assert row.target == "TST:m1:sp"  # audited under the PV's one name
