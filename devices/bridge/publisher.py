@@ -4,7 +4,9 @@ Entries never await the layer themselves: they leave the newest message for a ke
 one task sends. PV updates are not sent per PV to a group but collected for a tick and sent
 as one ``pv.batch`` to each hub that leases the PV (a hub per server process), so the layer
 carries a few hundred messages a second whatever the number of PVs (measured: a group send
-per update cost the in-memory layer a scan of every group, see docs/design.md). A key that is
+per update cost the in-memory layer a scan of every group, see docs/design.md). A command's
+reply flushes at once, with the updates before it (a set's new value stays ahead of its
+"done"), so under a heavy set load flushes follow the set rate. A key that is
 already waiting keeps its place and takes the newer message, so the backlog is bounded by the
 number of PVs, never by the update rate. A hub on the publisher's own loop (embedded mode)
 takes its batch as Python objects, without JSON or the layer (``channel_layer/local.py``).

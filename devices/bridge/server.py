@@ -121,6 +121,10 @@ class Bridge:
         """Whether this shard serves ``name`` (a PV, or a topic of a device it owns)."""
         return self.shards == 1 or shards.shard_of(name, self.shards) == self.shard
 
+    def owns_device(self, device: str) -> bool:
+        """Whether this shard holds ``device``'s ophyd object (channel_layer/shards.py)."""
+        return shards.device_shard(device, self.shards) == self.shard
+
     def _mine(self, names: list[str], hub: str) -> list[str]:
         """The names this shard owns; others are refused (a server with another
         OAS_BRIDGE_SHARDS would otherwise open a second CA channel for them)."""
@@ -144,8 +148,10 @@ class Bridge:
                             scalar_rate_hz=s.scalar_rate_hz, array_rate_hz=s.array_rate_hz,
                             connect_timeout_s=s.connect_timeout_s, executor=self._executor)
             self.entries[name] = entry
-            # Opened with the other new channels in one executor job (sources/batch_calls.py).
-            opening = batcher_for(loop, self._executor).call(entry.source.open)
+            # New CA channels open together in one executor job (sources/batch_calls.py);
+            # device and PVA sources may block (ophyd creates lazy components): a job each.
+            opening = (batcher_for(loop, self._executor).call(entry.source.open) if factory is self._source_factory
+                       else loop.run_in_executor(self._executor, entry.source.open))
             opening.add_done_callback(lambda done, name=name: _report_open(name, done))
             log.info("opened channel for %s", name)
         return entry
@@ -161,7 +167,7 @@ class Bridge:
         if not hub:
             return
         # Planning may open a device's lazy components: only the owner's objects are touched.
-        names = [n for n in names if shards.device_shard(n, self.shards) == self.shard]
+        names = [n for n in names if self.owns_device(n)]
 
         def describe() -> dict[str, Any]:
             plans = {n: self.plans.plan(n) for n in names}
@@ -300,8 +306,7 @@ class Bridge:
             if not self.registry.names():
                 continue
             try:
-                states = await loop.run_in_executor(self._executor, device_states, self.registry)
-                states = {n: up for n, up in states.items() if shards.device_shard(n, self.shards) == self.shard}
+                states = await loop.run_in_executor(self._executor, device_states, self.registry, self.owns_device)
                 if self._reload_lock.locked():
                     continue  # the reload rewrites the rows; write after it
                 written = await asyncio.to_thread(device_states_record, states=states, previous=written)

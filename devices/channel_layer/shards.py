@@ -11,10 +11,8 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable
 
+from .messages import BRIDGE_CHANNEL as SINGLE_CHANNEL  # one bridge: as before shards
 from .topics import parse_device_topic
-
-# One bridge: the channel every deployment used before shards, so nothing changes for it.
-SINGLE_CHANNEL = "ophydsite.bridge"
 
 
 def owner_key(name: str) -> str:
@@ -26,9 +24,7 @@ def owner_key(name: str) -> str:
 def shard_of(name: str, count: int) -> int:
     """The shard (0 … count-1) owning ``name``; the same in every process and Python run
     (crc32 of the UTF-8 owner key, not ``hash()``, which is salted per process)."""
-    if count <= 1:
-        return 0
-    return zlib.crc32(owner_key(name).encode()) % count
+    return device_shard(owner_key(name), count)
 
 
 def device_shard(device: str, count: int) -> int:

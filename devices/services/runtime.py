@@ -2,14 +2,13 @@
 
 Both are created once per event loop: by `manage.py serve` at startup (ASGI lifespan,
 ophydsite/asgi.py), else on first use (daphne, tests). In embedded mode (no Redis) the
-bridge runs as a task on the same loop and talks to the hub through the in-memory layer
-with the same messages it would send over Redis.
+bridge runs as a task on the same loop: commands travel through the in-memory layer, PV
+batches are handed to the hub as Python objects (channel_layer/local.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 
 from channels.layers import get_channel_layer
@@ -23,20 +22,6 @@ log = logging.getLogger(__name__)
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
 _bridges: dict[asyncio.AbstractEventLoop, tuple[Bridge, asyncio.Task[None]]] = {}
 _lock: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
-
-# Collect the young generation every 10,000 net allocations instead of 700, a full
-# collection every 100 middle ones instead of 10. Measured at 2,000 PVs x 10 Hz (gc
-# callbacks in the server): 1,500 young, 136 middle and 12 full collections in 45 s, the full
-# ones 50-110 ms each, i.e. the p99; with these, 54 young and no full one, server CPU per
-# update 36 -> 29 us, p99 188 -> 83 ms (docs/design.md, the upstream path).
-GC_THRESHOLDS = (10_000, 10, 100)
-
-
-def tune_gc() -> None:
-    """For server and bridge processes: PV updates make short-lived objects by the ten
-    thousand a second; the default thresholds collect them young, often, and promote them."""
-    gc.set_threshold(*GC_THRESHOLDS)
-
 
 async def get_hub() -> Hub:
     """The hub of the running loop, started (with the embedded bridge) on first call."""

@@ -49,7 +49,26 @@ class CallBatcher:
     def _start(self) -> None:
         self._running = True
         self.jobs += 1
-        self._loop.run_in_executor(self._executor, self._run)
+        try:
+            job = self._loop.run_in_executor(self._executor, self._run)
+        except RuntimeError:  # the executor is shut down: fail the queued calls, not hang them
+            self._fail_all(RuntimeError("the executor is shut down"))
+            return
+        job.add_done_callback(self._job_done)
+
+    def _job_done(self, job: asyncio.Future[None]) -> None:
+        """A job that died outside its calls (it never handed back) must not leave
+        ``_running`` set: every later call would wait for good."""
+        if job.cancelled() or job.exception() is not None:
+            log.error("batched calls' job failed: %r", None if job.cancelled() else job.exception())
+            self._fail_all(RuntimeError("the batched job failed"))
+
+    def _fail_all(self, exc: BaseException) -> None:
+        while self._queue:
+            _, _, future = self._queue.popleft()
+            if not future.done():
+                future.set_exception(exc)
+        self._running = False
 
     def _run(self) -> None:
         """On a worker: everything queued, then once more what came meanwhile."""

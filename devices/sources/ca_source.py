@@ -58,6 +58,9 @@ class CaSource:
         self._ctrl: dict[str, Any] = {}  # the latest DBR_CTRL fields of the property events
         self._ctrl_seen = threading.Event()
         self._native: tuple[int, int] | None = None  # field type and count, once subscribed
+        # Counted on the CA thread without the lifecycle lock (a callback waiting for it could
+        # deadlock libca): lets _subscribe drop a type it read before a disconnect.
+        self._disconnects = 0
 
     def open(self) -> None:
         """Create the channel and its monitor (value and alarm events, DBR_TIME form)."""
@@ -95,8 +98,9 @@ class CaSource:
 
     def _on_connection(self, pvname: str | None = None, conn: bool = False, **_: Any) -> None:
         """Runs on the CA callback thread. Must not block."""
-        if not conn:
-            self._native = None  # a restarted IOC may serve another type or size: ask again
+        if not conn:  # a restarted IOC may serve another type or size: ask again
+            self._disconnects += 1
+            self._native = None
         self._hand_off(self._sink.source_connection, bool(conn))
         if conn:
             self._hand_off(self._subscribe_soon, None)
@@ -116,6 +120,7 @@ class CaSource:
         the channel is still ours: a close or reopen clears it, and libca crashes on a
         cleared channel id (seen: a camera closing while its channels subscribed)."""
         with self._lifecycle:
+            seen = self._disconnects
             pv = self._pv
             chid = pv.chid if pv is not None else None
             if self._native is not None and self._monitor is not None and self._property_sub is not None:
@@ -133,7 +138,9 @@ class CaSource:
             if flush:  # else the batch's epilogue flushes (ca_context.py)
                 ca.flush_io()
             self._native = (native, count)
-            return self._native
+            if self._disconnects != seen:  # disconnected meanwhile: read it again next time
+                self._native = None
+            return (native, count)
 
     def _on_property(self, units: Any = None, precision: Any = None, lower_ctrl_limit: Any = None,
                      upper_ctrl_limit: Any = None, enum_strs: Any = None, **_: Any) -> None:

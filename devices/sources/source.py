@@ -77,3 +77,11 @@ class Source(Protocol):
     def put(self, value: Any, done: PutCallback) -> None: ...
 
     def close(self) -> None: ...
+
+
+class ReadyInfo(Protocol):
+    """A source that can also give its ``info`` without waiting (CaSource): the bridge asks
+    that first, for thousands of channels in one executor job (batch_calls.py)."""
+
+    def info_ready(self) -> ChannelInfo | None:
+        """``info`` now, or None if it is not known yet."""

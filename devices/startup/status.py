@@ -8,6 +8,7 @@ and writes only the rows whose state changed. Blocking: the bridge calls this of
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.db import close_old_connections
 from django.utils import timezone
@@ -19,11 +20,11 @@ from .registry import DeviceRegistry
 log = logging.getLogger(__name__)
 
 
-def device_states(registry: DeviceRegistry) -> dict[str, bool]:
-    """Whether every signal of each registered device is connected now."""
+def device_states(registry: DeviceRegistry, owned: Callable[[str], bool] = lambda _: True) -> dict[str, bool]:
+    """Whether every signal of each registered device (the ``owned`` ones) is connected now."""
     states: dict[str, bool] = {}
     for name in registry.names():
-        entry = registry.get(name)
+        entry = registry.get(name) if owned(name) else None
         if entry is None:
             continue
         try:

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from devices.bridge.server import Bridge
 from devices.channel_layer.shards import parse_shard
-from devices.services.runtime import tune_gc
+from devices.services.gc_policy import gc_tune
 
 from .serve import use_startup_dir
 
@@ -34,7 +34,7 @@ class Command(BaseCommand):
                                  "only shard 0 migrates and reads the Queue Server console")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        tune_gc()
+        gc_tune()
         shard = _shard(options["shard"], settings.OAS.bridge_shards)
         if not getattr(settings, "REDIS_URL", None):
             self.stderr.write("warning: REDIS_URL is not set; a separate bridge can only serve "

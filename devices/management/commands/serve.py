@@ -20,7 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from devices.demo.process import DEMO_STARTUP, start_demo_ioc
-from devices.services.runtime import tune_gc
+from devices.services.gc_policy import gc_tune
 from ophydsite.ws_protocol import BoundedCloseWebSocketProtocol
 
 
@@ -62,7 +62,7 @@ class Command(BaseCommand):
         import uvicorn
         from django.conf import settings
 
-        tune_gc()
+        gc_tune()
         host, port, startup = listen_settings(options, os.environ)
         if options["demo"] and not startup:
             startup = str(DEMO_STARTUP)  # the demo IOC's devices, for the device socket

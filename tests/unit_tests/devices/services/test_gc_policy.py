@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gc
 
-from devices.services.runtime import GC_THRESHOLDS, tune_gc
+from devices.services.gc_policy import GC_THRESHOLDS, gc_tune
 
 
-def test_tune_gc_raises_the_thresholds():
+def test_gc_tune_raises_the_thresholds():
     before = gc.get_threshold()
     try:
-        tune_gc()
+        gc_tune()
         assert gc.get_threshold() == GC_THRESHOLDS
         assert GC_THRESHOLDS[0] > before[0] and GC_THRESHOLDS[2] > 10  # fewer young and full collections
     finally:

@@ -63,3 +63,13 @@ async def test_a_call_queued_while_a_job_runs_is_not_left_behind(executor):
     release.set()
     assert await asyncio.wait_for(running, 5) == "slow"
     assert await asyncio.wait_for(later, 5) == "later"
+
+
+async def test_calls_fail_instead_of_hanging_once_the_executor_is_shut_down(executor):
+    batcher = CallBatcher(asyncio.get_running_loop(), executor)
+    assert await batcher.call(lambda: "before") == "before"
+    executor.shutdown(wait=True)
+    with pytest.raises(RuntimeError, match="shut down"):
+        await asyncio.wait_for(batcher.call(lambda: "after"), 2)
+    with pytest.raises(RuntimeError, match="shut down"):  # and the next caller too
+        await asyncio.wait_for(batcher.call(lambda: "later"), 2)
