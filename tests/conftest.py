@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from subprocess import Popen
 
 import pytest
 
 from devices.sources.ca_context import attach as attach_ca
+from ophydsite.epics_libs import pin_pyepics_libca
 from tests.support.ad_ioc_process import ad_ioc_fixture
 from tests.support.c_ioc import CIocProcess, typed_ioc_process
-from tests.support.ioc import IocProcess, bundled_libca, configure_ca_client_env, free_port, start_repeater
+from tests.support.ioc import IocProcess, configure_ca_client_env, free_port, start_repeater
 
 # ---------------------------------------------------------------------------
 # IOCs (Channel Access): the caproto demo IOCs and the C IOCs
@@ -21,10 +21,9 @@ from tests.support.ioc import IocProcess, bundled_libca, configure_ca_client_env
 # inherit it.
 # ---------------------------------------------------------------------------
 
-# The test dependencies bring epicscorelibs (for softioc), and ophyd points pyepics at its
-# libca when ophyd is imported first; production has only pyepics' own. Use that one in every
-# test process, whatever the import order.
-os.environ.setdefault("PYEPICS_LIBCA", bundled_libca())
+# pyepics' own libca in every test process, whatever the import order, as in production
+# (ophydsite/epics_libs.py; set here too because this runs before Django's settings).
+pin_pyepics_libca()
 
 IOC_PORT = free_port()
 RESTARTABLE_IOC_PORT = free_port()

@@ -17,7 +17,7 @@ from typing import Any
 
 from devices.channel_layer.jsonsafe import value_json
 from devices.sources.batch_calls import batcher_for
-from devices.sources.source import ChannelInfo, PropertyEvent, Source, SourceSink, ValueEvent
+from devices.sources.source import UNSUPPORTED, ChannelInfo, PropertyEvent, Source, SourceSink, ValueEvent
 
 from .publisher import Publisher
 from .ratecap import RateCap
@@ -178,7 +178,7 @@ class PvEntry:
     async def _fetch_info(self) -> None:
         try:
             info = None
-            ready = getattr(self.source, "info_ready", None)
+            ready = getattr(self.source, "info_ready", None)  # sources/source.py, ReadyInfo
             if ready is not None:  # thousands connecting at once: one executor job for all
                 info = await batcher_for(self._loop, self.executor).call(ready)
             if info is None:
@@ -200,7 +200,7 @@ class PvEntry:
         if was_ready:
             if changed:  # a property change while connected
                 self._publisher.to_audience((self.name, "meta"), self, self.meta_message())
-        elif self.fresh:
+        elif self.fresh or info.kind == UNSUPPORTED:  # (an unsupported one never sends a value)
             self._publish_state()
         # otherwise the first value after (re)connecting publishes metadata and value together
 
@@ -346,6 +346,7 @@ class PvEntry:
                 "units": info.units if info else None,
                 "enum_strs": list(info.enum_strs) if info and info.enum_strs else None,
                 "setpoint_precision": None,
+                **(_unsupported(info) if info is not None and info.kind == UNSUPPORTED else {}),
             },
         }
 
@@ -386,3 +387,9 @@ _isfinite = math.isfinite
 
 def _size(value: Any) -> int:
     return len(value) if hasattr(value, "__len__") and not isinstance(value, str) else 1
+
+
+def _unsupported(info: ChannelInfo) -> dict[str, Any]:
+    """What a client learns of a channel whose type the server cannot map (a PVA structure
+    that is no normative type): it is there, and why no values come."""
+    return {"error": str(info.extra.get("error") or "unsupported channel type"), "code": "unsupported_type"}

@@ -31,11 +31,16 @@ class PropertyEvent:
     enum_strs: tuple[str, ...] | None
 
 
+# The kind of a channel the server cannot map (a PVA structure that is no normative type):
+# it connects, sends no values, and ``extra["error"]`` says why.
+UNSUPPORTED = "unsupported"
+
+
 @dataclass(frozen=True)
 class ChannelInfo:
     """Static facts about a connected channel: native type, size, and control metadata."""
 
-    kind: str  # "float" | "int" | "enum" | "string" | "char" (a char array)
+    kind: str  # "float" | "int" | "enum" | "string" | "char" (a char array) | UNSUPPORTED
     count: int
     units: str | None = None
     precision: int | None = None

@@ -137,11 +137,3 @@ class IocProcess:
         kwargs.setdefault("timeout", 10.0)
         return epics.caput(self.pvname(suffix), value, wait=wait, **kwargs)
 
-
-def bundled_libca() -> str:
-    """The libca that pyepics ships (what a production install without epicscorelibs uses)."""
-    from importlib.resources import files
-
-    from epics.ca import clib_search_path
-
-    return str(files("epics.clibs") / clib_search_path("ca"))

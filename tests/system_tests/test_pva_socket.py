@@ -1,0 +1,130 @@
+"""pva:// PVs through a real server process, against a real PV Access server (p4p SharedPVs in
+a subprocess, tests/support/pva_server.py): the pv-socket, /monitor and REST, sets with the
+server's outcome, an unmapped structure, and a server that dies and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets
+
+from tests.support.pva_server import DOUBLE_LIMITS, ENUM_CHOICES, PvaServerProcess
+from tests.support.server import ServerProcess
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def pva_server() -> Iterator[PvaServerProcess]:
+    proc = PvaServerProcess("PVA:")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def server(pva_server) -> Iterator[ServerProcess]:
+    """ophydsite with its PVA client pointed at the test server only (EPICS_PVA_* variables)."""
+    proc = ServerProcess({**pva_server.client_conf(), "OAS_ANONYMOUS_WRITES": "true"}).start()
+    yield proc
+    proc.stop()
+
+
+async def read_until(conn: Any, where: Any, timeout: float = 10.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            message = json.loads(await conn.recv())
+            if where(message):
+                return message
+
+
+async def both(conn: Any, first: Any, second: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    found: dict[int, dict[str, Any]] = {}
+    while len(found) < 2:
+        message = await read_until(conn, lambda m: first(m) or second(m))
+        found[0 if first(message) else 1] = message
+    return found[0], found[1]
+
+
+def value_of(pv: str, value: Any = None):
+    return lambda m: (m.get("pv") == pv and "value" in m and m.get("sub_type") != "meta"
+                      and (value is None or m["value"] == value))
+
+
+def meta_of(pv: str):
+    return lambda m: m.get("pv") == pv and m.get("sub_type") == "meta"
+
+
+async def test_a_pva_scalar_streams_with_its_metadata_and_sets_report_the_servers_outcome(server):
+    pv = "pva://PVA:double"
+    async with websockets.connect(f"{server.ws}/api/v1/pv-socket") as conn:
+        await conn.send(json.dumps({"action": "subscribe", "pv": pv, "id": 1}))
+        summary = await read_until(conn, lambda m: m.get("id") == 1)
+        assert summary["subscribed"] == [pv], summary
+        meta = await read_until(conn, meta_of(pv))
+        assert (meta["units"], meta["precision"], meta["connected"]) == ("mm", 3, True), meta
+        assert (meta["lower_ctrl_limit"], meta["upper_ctrl_limit"]) == DOUBLE_LIMITS
+        await read_until(conn, value_of(pv))
+        await conn.send(json.dumps({"action": "set", "pv": pv, "value": 2.5, "id": 2}))
+        done, _ = await both(conn, lambda m: m.get("id") == 2, value_of(pv, 2.5))  # in either order
+        assert (done["status"], done["target"]) == ("done", pv), done
+        await conn.send(json.dumps({"action": "set", "pv": pv, "value": DOUBLE_LIMITS[1] + 1, "id": 3}))
+        refused = await read_until(conn, lambda m: m.get("id") == 3)
+        assert refused["status"] not in ("done", None), refused
+        # the server checks its control limits first: the bridge's own limit check answers the same
+        assert "limit" in refused["error"].lower() or "range" in refused["error"].lower(), refused
+
+
+async def test_enum_counter_array_and_an_unmapped_structure_on_one_socket(server, pva_server):
+    names = {kind: f"pva://PVA:{kind}" for kind in ("enum", "counter", "array", "custom")}
+    async with websockets.connect(f"{server.ws}/api/v1/pv-socket") as conn:
+        await conn.send(json.dumps({"action": "subscribe", "pvs": list(names.values()), "id": 1}))
+        enum_meta = await read_until(conn, meta_of(names["enum"]))
+        assert enum_meta["enum_strs"] == ENUM_CHOICES
+        await read_until(conn, value_of(names["array"]))
+        custom = await read_until(conn, meta_of(names["custom"]))
+        assert custom["code"] == "unsupported_type" and custom["error"], custom
+        await conn.send(json.dumps({"action": "set", "pv": names["enum"], "value": "Fault", "id": 2}))
+        done, _ = await both(conn, lambda m: m.get("id") == 2, value_of(names["enum"], ENUM_CHOICES.index("Fault")))
+        assert done["status"] == "done", done
+        counts = []
+        while len(counts) < 10:
+            counts.append((await read_until(conn, value_of(names["counter"])))["value"])
+        assert counts == sorted(counts) and len(set(counts)) == 10, counts  # 10 Hz, in order
+        await conn.send(json.dumps({"action": "set", "pv": names["custom"], "value": 1, "id": 3}))
+        assert (await read_until(conn, lambda m: m.get("id") == 3))["status"] != "done"
+        await conn.send(json.dumps({"action": "subscribe", "pv": "pva://", "id": 4}))  # the socket still answers
+        bad = await read_until(conn, lambda m: m.get("id") == 4)
+        assert bad["failed"][0]["error"] == "no PV name after pva://"
+
+
+async def test_monitor_and_rest_take_pva_names(server):
+    async with websockets.connect(f"{server.ws}/monitor") as conn:
+        await conn.send(json.dumps({"action": "connect", "pv": "pva://PVA:counter"}))
+        message = await read_until(conn, lambda m: m.get("msg_type") == "monitor")
+        assert message["pvname"] == "pva://PVA:counter" and isinstance(message["value"], int)
+    body = await asyncio.to_thread(_get_json, f"{server.http}/api/v1/pvs/pva://PVA:string")
+    assert body["pv"] == "pva://PVA:string" and isinstance(body["pva://PVA:string"]["value"], str), body
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+async def test_a_pva_server_that_dies_and_returns(server, pva_server):
+    pv = "pva://PVA:counter"
+    async with websockets.connect(f"{server.ws}/api/v1/pv-socket") as conn:
+        await conn.send(json.dumps({"action": "subscribe", "pv": pv}))
+        await read_until(conn, value_of(pv))
+        await asyncio.to_thread(pva_server.stop)
+        lost = await read_until(conn, lambda m: m.get("pv") == pv and m.get("connected") is False, timeout=5)
+        assert lost["connected"] is False
+        await asyncio.to_thread(pva_server.start)
+        back = await read_until(conn, lambda m: value_of(pv)(m) and m.get("connected") is True, timeout=20)
+        assert back["connected"] is True
