@@ -16,6 +16,7 @@ import numpy as np
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from devices.channel_layer.pvnames import SEPARATOR, PvNameError, parse_pv_name, topic_of
 from devices.sources import ca_executor
 
 from .area_detector import AdSpec, AreaDetectorSource
@@ -23,6 +24,7 @@ from .encode import Output
 from .feed import Analysis, CameraFeed, EncodedFrame, Feeds, Source
 from .frames import Geometry
 from .processing import camera_transform
+from .pva_spec import PvaSpec
 from .simulation import SimSpec, SimulationSource
 
 _FEEDS: dict[asyncio.AbstractEventLoop, Feeds] = {}
@@ -76,18 +78,22 @@ class CameraTarget:
 
     name: str
     key: str
-    spec: SimSpec | AdSpec
+    spec: SimSpec | AdSpec | PvaSpec
     transform: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def array_pv(self) -> str | None:
-        return self.spec.array if isinstance(self.spec, AdSpec) else None
+        return None if isinstance(self.spec, SimSpec) else self.spec.array
 
     def source(self) -> Source:
         if isinstance(self.spec, SimSpec):
             return SimulationSource(self.spec)
-        return AreaDetectorSource(self.spec, executor=ca_executor(),
-                                  connect_timeout_s=settings.OAS.camera_connect_timeout_s)
+        timeout = settings.OAS.camera_connect_timeout_s
+        if isinstance(self.spec, PvaSpec):
+            from .pva_detector import PvaDetectorSource  # p4p only once a PVA camera is used
+
+            return PvaDetectorSource(self.spec, connect_timeout_s=timeout)
+        return AreaDetectorSource(self.spec, executor=ca_executor(), connect_timeout_s=timeout)
 
     def feed(self) -> CameraFeed:
         return feeds().feed(self.key, self.source, self.transform)
@@ -102,10 +108,10 @@ def _from_row(name: str) -> CameraTarget | None:
     config = row.camera_config()
     transform = None if config == type(config)() else (lambda image, c=config: camera_transform(image, c))
     if row.source == Camera.Source.SIMULATION:
-        spec: SimSpec | AdSpec = SimSpec(name=row.name, width=row.sim_width, height=row.sim_height,
-                                         rate_hz=row.sim_rate_hz)
+        spec: SimSpec | AdSpec | PvaSpec = SimSpec(name=row.name, width=row.sim_width, height=row.sim_height,
+                                                   rate_hz=row.sim_rate_hz)
     else:
-        spec = AdSpec.from_message({"imageArray_PV": row.array_pv, **row.pvs})
+        spec = spec_from_message({"imageArray_PV": row.array_pv, **row.pvs})
     return CameraTarget(row.name, f"{spec.key}|{row.name}@{row.updated.timestamp()}", spec, transform)
 
 
@@ -119,8 +125,22 @@ async def camera_named(name: str) -> CameraTarget | None:
 
 def camera_from_pvs(message: dict[str, Any]) -> CameraTarget:
     """ophyd-websocket's way: the client lists the Area Detector PVs (ValueError if bad)."""
-    spec = AdSpec.from_message(message)
+    spec = spec_from_message(message)
     return CameraTarget(spec.array, spec.key, spec)
+
+
+def spec_from_message(message: dict[str, Any]) -> AdSpec | PvaSpec:
+    """An NTNDArray camera for a ``pva://`` (or ``ca://``) array PV, else Area Detector's CA PVs."""
+    array = message.get("imageArray_PV")
+    if isinstance(array, str) and SEPARATOR in array:
+        try:
+            scheme, name = parse_pv_name(array)
+        except PvNameError as exc:
+            raise ValueError(f"'imageArray_PV': {exc}") from None
+        if scheme == "pva":
+            return PvaSpec(topic_of(array))
+        message = {**message, "imageArray_PV": name}  # ca://: the Channel Access path
+    return AdSpec.from_message(message)
 
 
 class _Grab:

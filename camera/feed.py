@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .encode import Output, encode_jpeg
-from .frames import FrameError, Geometry, to_image
+from .frames import CodecError, FrameError, Geometry, to_image
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,13 @@ log = logging.getLogger(__name__)
 class RawFrame:
     """A frame as the source delivered it (decoded off the loop, later)."""
 
-    data: np.ndarray
+    data: np.ndarray | None
     geometry: Geometry | None
     counter: int
     timestamp: float
+    # A frame that carries its own shape (PV Access): data and geometry, worked out (maybe
+    # decompressed) off the loop, and only for frames a viewer is due to get.
+    unpack: Callable[[], tuple[np.ndarray, Geometry]] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class CameraFeed:
         self._worker: asyncio.Task[None] | None = None
         self._on_empty = on_empty
         self._last_problem: str | None = None
+        self._last_code = "camera_problem"
         self.started = False
 
     # --- viewers --------------------------------------------------------------------------
@@ -112,7 +116,7 @@ class CameraFeed:
         if self.geometry is not None:
             viewer.shape(self.geometry)
         if self._last_problem is not None:
-            viewer.problem(self._last_problem, "camera_problem")
+            viewer.problem(self._last_problem, self._last_code)
         if not self.started:
             self.started = True
             self.source.start(self)
@@ -141,7 +145,7 @@ class CameraFeed:
         """A problem of the camera itself (PV not connecting, bad mode); None: it is gone."""
         if message == self._last_problem:
             return
-        self._last_problem = message
+        self._last_problem, self._last_code = message, code
         if message is not None:
             for viewer in list(self.viewers):
                 viewer.problem(message, code)
@@ -164,15 +168,21 @@ class CameraFeed:
             if not due:
                 continue
             geometry = raw.geometry or self.geometry
-            if geometry is None:
+            if geometry is None and raw.unpack is None:
                 continue
             try:
-                image = await asyncio.to_thread(self._decode, raw.data, geometry)
+                image, geometry = await asyncio.to_thread(self._decode, raw, geometry)
+            except CodecError as exc:
+                self.stats.errors += 1
+                self.report(f"Frame {raw.counter} cannot be shown: {exc}", "bad_codec")
+                continue
             except (FrameError, ValueError) as exc:
                 self.stats.errors += 1
                 self.report(f"Frame {raw.counter} cannot be shown: {exc}", "bad_frame")
                 continue
             self.stats.decoded += 1
+            if raw.unpack is not None:
+                self.set_geometry(geometry)
             if self._last_problem is not None and self._last_problem.startswith("Frame "):
                 self._last_problem = None
             outputs: dict[Output, list[Viewer]] = {}
@@ -211,9 +221,14 @@ class CameraFeed:
                             viewer.analysed(raw.counter, result)
 
 
-    def _decode(self, data: np.ndarray, geometry: Geometry) -> np.ndarray:
+    def _decode(self, raw: RawFrame, geometry: Geometry | None) -> tuple[np.ndarray, Geometry]:
+        if raw.unpack is not None:
+            data, geometry = raw.unpack()
+        else:
+            data = raw.data
+        assert data is not None and geometry is not None
         image = to_image(data, geometry)
-        return self.transform(image) if self.transform is not None else image
+        return (self.transform(image) if self.transform is not None else image), geometry
 
 
 class Feeds:

@@ -26,6 +26,10 @@ class FrameError(ValueError):
     """An array that cannot be shown as declared (told to the viewer, never raised further)."""
 
 
+class CodecError(FrameError):
+    """A compressed frame this server cannot decompress (told to viewers as ``bad_codec``)."""
+
+
 @dataclass(frozen=True)
 class Geometry:
     """What one frame is: its size in pixels, colour mode and data type."""

@@ -18,16 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from .frames import COLOR_MODES, DATA_TYPES, FrameError, Geometry, geometry_from_dims
+from .frames import COLOR_MODES, DATA_TYPES, CodecError, FrameError, Geometry, geometry_from_dims
 
 # pvData ScalarType numbers of the numeric types (what codec.parameters holds).
 SCALAR_TYPES = {1: "Int8", 2: "Int16", 3: "Int32", 4: "Int64", 5: "UInt8", 6: "UInt16", 7: "UInt32",
                 8: "UInt64", 9: "Float32", 10: "Float64"}
 TYPE_NAMES = {np.dtype(numpy_type): name for name, numpy_type in DATA_TYPES.items()}
-
-
-class CodecError(FrameError):
-    """A compressed frame this server cannot decompress (told to viewers as ``bad_codec``)."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@
 - ``int``: NTScalar int32 (puts stored, of display fields too); ``string``: NTScalar string (puts stored);
 - ``enum``: NTEnum with choices Off, On, Fault (puts of the index stored, if in range);
 - ``array``: NTScalarArray of doubles (puts stored); ``counter``: NTScalar int32, +1 at 10 Hz;
-- ``custom``: a structure that is no normative type.
+- ``custom``: a structure that is no normative type;
+- ``image``: NTNDArray, 64×48 UInt16 Mono, a new frame (uniqueId + 1) at 10 Hz; ``image_rgb``:
+  32×24 UInt8 RGB1; ``image_lz4``: the Mono frame LZ4-compressed (codec "lz4");
+  ``image_blosc``: a frame that claims codec "blosc" (no blosc library here: refused).
 
 It prints ``READY <conf as JSON>`` once serving; a client built with that conf finds it. Started
 with ``--conf`` (what a previous run printed) it serves on the same ports again. It exits when
@@ -158,11 +161,64 @@ def _pvs() -> dict[str, Any]:
         "counter": (NTScalar("i").wrap(0), Handler()),
         "custom": (Value(custom_type, {"a": 1, "b": "x"}), Handler()),
     }
+    initial.update({name: (value, Handler()) for name, value in _images(0).items()})
     pvs = {}
     for name, (value, handler) in initial.items():
         _stamp(value)
         pvs[name] = SharedPV(initial=value, handler=handler)
     return pvs
+
+
+IMAGE_SIZE = (64, 48)
+
+
+def mono_image(counter: int) -> Any:
+    """Frame ``counter`` of ``image``: a ramp shifted by the counter (what a test can check)."""
+    import numpy as np
+
+    width, height = IMAGE_SIZE
+    return ((np.arange(width * height).reshape(height, width) + counter * 7) % 4096).astype(np.uint16)
+
+
+def _images(counter: int) -> dict[str, Any]:
+    import lz4.block
+    import numpy as np
+    from p4p.nt import NTNDArray
+
+    def ntnd(data: Any, dims: list[int], color: int, codec: str = "", original: int = 0, size: int = 0) -> Any:
+        value = NTNDArray().wrap(np.zeros(1, np.uint8))
+        union = {"u1": "ubyteValue", "u2": "ushortValue"}[data.dtype.str[1:]]
+        value["value"] = (union, data.ravel())
+        value["dimension"] = [{"size": d, "fullSize": d, "binning": 1} for d in dims]
+        value["attribute"] = [{"name": "ColorMode", "value": color}]
+        value["uniqueId"] = counter
+        if codec:
+            value["codec.name"], value["codec.parameters"] = codec, original
+            value["compressedSize"], value["uncompressedSize"] = data.nbytes, size
+        _stamp(value)
+        return value
+
+    mono = mono_image(counter)
+    width, height = IMAGE_SIZE
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, (counter * 10) % 256, 20
+    packed = np.frombuffer(lz4.block.compress(mono.tobytes(), store_size=False), np.uint8)
+    return {
+        "image": ntnd(mono, [width, height], 0),
+        "image_rgb": ntnd(rgb, [3, 32, 24], 2),
+        "image_lz4": ntnd(packed, [width, height], 0, "lz4", 6, mono.nbytes),
+        "image_blosc": ntnd(packed, [width, height], 0, "blosc", 6, mono.nbytes),
+    }
+
+
+def _stream_images(pvs: dict[str, Any]) -> None:
+    """New frames of every image PV at 10 Hz, for as long as the process lives."""
+    counter = 0
+    while True:
+        time.sleep(0.1)
+        counter += 1
+        for name, value in _images(counter).items():
+            pvs[name].post(value)
 
 
 def _stamp(value: Any) -> None:
@@ -204,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         server = Server(providers=providers, isolate=True)
     threading.Thread(target=_count, args=(pvs["counter"],), daemon=True).start()
+    threading.Thread(target=_stream_images, args=(pvs,), daemon=True).start()
     print("READY " + json.dumps(server.conf()), flush=True)
     threading.Event().wait()
 

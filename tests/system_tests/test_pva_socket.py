@@ -5,11 +5,13 @@ server's outcome, an unmapped structure, and a server that dies and comes back."
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import websockets
 
@@ -43,12 +45,13 @@ async def read_until(conn: Any, where: Any, timeout: float = 10.0) -> dict[str, 
                 return message
 
 
-async def both(conn: Any, first: Any, second: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+async def each(conn: Any, *wanted: Any) -> list[dict[str, Any]]:
+    """The first message matching each predicate, whatever their order on the wire."""
     found: dict[int, dict[str, Any]] = {}
-    while len(found) < 2:
-        message = await read_until(conn, lambda m: first(m) or second(m))
-        found[0 if first(message) else 1] = message
-    return found[0], found[1]
+    while len(found) < len(wanted):
+        message = await read_until(conn, lambda m: any(w(m) for i, w in enumerate(wanted) if i not in found))
+        found[next(i for i, w in enumerate(wanted) if i not in found and w(message))] = message
+    return [found[i] for i in range(len(wanted))]
 
 
 def value_of(pv: str, value: Any = None):
@@ -71,7 +74,7 @@ async def test_a_pva_scalar_streams_with_its_metadata_and_sets_report_the_server
         assert (meta["lower_ctrl_limit"], meta["upper_ctrl_limit"]) == DOUBLE_LIMITS
         await read_until(conn, value_of(pv))
         await conn.send(json.dumps({"action": "set", "pv": pv, "value": 2.5, "id": 2}))
-        done, _ = await both(conn, lambda m: m.get("id") == 2, value_of(pv, 2.5))  # in either order
+        done, _ = await each(conn, lambda m: m.get("id") == 2, value_of(pv, 2.5))  # in either order
         assert (done["status"], done["target"]) == ("done", pv), done
         await conn.send(json.dumps({"action": "set", "pv": pv, "value": DOUBLE_LIMITS[1] + 1, "id": 3}))
         refused = await read_until(conn, lambda m: m.get("id") == 3)
@@ -84,13 +87,12 @@ async def test_enum_counter_array_and_an_unmapped_structure_on_one_socket(server
     names = {kind: f"pva://PVA:{kind}" for kind in ("enum", "counter", "array", "custom")}
     async with websockets.connect(f"{server.ws}/api/v1/pv-socket") as conn:
         await conn.send(json.dumps({"action": "subscribe", "pvs": list(names.values()), "id": 1}))
-        enum_meta = await read_until(conn, meta_of(names["enum"]))
+        enum_meta, _, custom = await each(conn, meta_of(names["enum"]), value_of(names["array"]),
+                                          meta_of(names["custom"]))
         assert enum_meta["enum_strs"] == ENUM_CHOICES
-        await read_until(conn, value_of(names["array"]))
-        custom = await read_until(conn, meta_of(names["custom"]))
         assert custom["code"] == "unsupported_type" and custom["error"], custom
         await conn.send(json.dumps({"action": "set", "pv": names["enum"], "value": "Fault", "id": 2}))
-        done, _ = await both(conn, lambda m: m.get("id") == 2, value_of(names["enum"], ENUM_CHOICES.index("Fault")))
+        done, _ = await each(conn, lambda m: m.get("id") == 2, value_of(names["enum"], ENUM_CHOICES.index("Fault")))
         assert done["status"] == "done", done
         counts = []
         while len(counts) < 10:
@@ -128,3 +130,71 @@ async def test_a_pva_server_that_dies_and_returns(server, pva_server):
         await asyncio.to_thread(pva_server.start)
         back = await read_until(conn, lambda m: value_of(pv)(m) and m.get("connected") is True, timeout=20)
         assert back["connected"] is True
+
+
+class CameraViewer:
+    """A camera-socket client of the server process: JSON messages and JPEG frames apart."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def json(self, where: Any = lambda m: True, timeout: float = 10.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.conn.recv()
+                if isinstance(message, str) and where(parsed := json.loads(message)):
+                    return parsed
+
+    async def frame(self, timeout: float = 10.0) -> Any:
+        from PIL import Image
+
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.conn.recv()
+                if isinstance(message, bytes):
+                    picture = Image.open(io.BytesIO(message))
+                    picture.load()
+                    return picture
+
+
+@pytest.mark.parametrize(("pv", "settings"), [
+    ("image", {"x": 64, "y": 48, "colorMode": "Mono", "dataType": "UInt16"}),
+    ("image_lz4", {"x": 64, "y": 48, "colorMode": "Mono", "dataType": "UInt16"}),
+    ("image_rgb", {"x": 32, "y": 24, "colorMode": "RGB1", "dataType": "UInt8"}),
+])
+async def test_the_camera_socket_shows_an_ntndarray(server, pv, settings):
+    async with websockets.connect(f"{server.ws}/api/v1/camera-socket") as conn:
+        viewer = CameraViewer(conn)
+        await conn.send(json.dumps({"imageArray_PV": f"pva://PVA:{pv}", "frameInfo": True,
+                                    "toggleLogNormalization": False}))
+        assert await viewer.json(lambda m: "x" in m) == settings
+        counters = []
+        for _ in range(3):
+            info = await viewer.json(lambda m: "frame" in m)
+            picture = await viewer.frame()
+            counters.append(info["frame"])
+            assert picture.size == (settings["x"], settings["y"])
+            assert picture.mode == ("RGB" if settings["colorMode"] == "RGB1" else "L")
+        assert counters == sorted(counters) and len(set(counters)) == 3  # uniqueId is the counter
+        if pv != "image_rgb":  # the ramp survives: left columns darker than right ones
+            pixels = np.asarray(picture, dtype=float)
+            assert pixels[:, :8].mean() < pixels[:, -8:].mean() or pixels.std() > 10
+        else:
+            red, _, blue = np.asarray(picture, dtype=float).reshape(-1, 3).mean(axis=0)
+            assert red > 150 and blue < 60  # channels in their place
+
+
+async def test_the_camera_socket_refuses_a_codec_it_cannot_decode(server):
+    async with websockets.connect(f"{server.ws}/api/v1/camera-socket") as conn:
+        viewer = CameraViewer(conn)
+        await conn.send(json.dumps({"imageArray_PV": "pva://PVA:image_blosc"}))
+        problem = await viewer.json(lambda m: m.get("code") == "bad_codec")
+        assert "'blosc'" in problem["error"], problem
+    async with websockets.connect(f"{server.ws}/api/v1/camera-socket") as conn:
+        viewer = CameraViewer(conn)
+        for name, why in (("tango://X", "unknown protocol 'tango'"), ("pva://", "no PV name after pva://")):
+            await conn.send(json.dumps({"imageArray_PV": name}))
+            refused = await viewer.json(lambda m: "error" in m)
+            assert refused["code"] == "bad_field" and why in refused["error"], refused
+        await conn.send(json.dumps({"imageArray_PV": "pva://PVA:image"}))  # the same socket, now right
+        assert (await viewer.json(lambda m: "x" in m))["x"] == 64
