@@ -50,3 +50,21 @@ def start_demo_ioc(prefix: str = "DEMO:", timeout: float = 20.0) -> list[subproc
     os.environ.setdefault("EPICS_CA_MAX_ARRAY_BYTES", "20000000")
     os.environ["OAS_DEMO_PREFIX"] = prefix
     return started
+
+
+def start_demo_pva(prefix: str = "DEMO:pva:", timeout: float = 20.0) -> subprocess.Popen[bytes]:
+    """Spawn the demo PV Access server (devices/demo/pva_ioc.py) and add it to this process's
+    PVA name servers (TCP), before the PVA client is created. Returns the process."""
+    proc = subprocess.Popen([sys.executable, "-m", "devices.demo.pva_ioc", "--prefix", prefix],
+                            cwd=PROJECT, stdout=subprocess.PIPE)
+    line = read_line(proc, timeout)
+    if not line.startswith(f"READY {prefix} "):
+        proc.kill()
+        raise RuntimeError(f"the demo PVA server did not start (it printed {line!r})")
+    assert proc.stdout is not None
+    proc.stdout.close()
+    port = int(line.rsplit(" ", 1)[1])
+    existing = os.environ.get("EPICS_PVA_NAME_SERVERS", "").strip()
+    os.environ["EPICS_PVA_NAME_SERVERS"] = f"{existing} 127.0.0.1:{port}".strip()
+    os.environ["OAS_DEMO_PVA_PREFIX"] = prefix
+    return proc

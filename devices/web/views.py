@@ -18,13 +18,20 @@ def index(request: HttpRequest) -> HttpResponse:
     prefix = os.environ.get("OAS_DEMO_PREFIX", "")
     demo = [f"{prefix}{s}" for s in ("m1:sp", "m1:rbv", "sine", "counter", "mode", "label",
                                      "longtext", "wave", "temp", "flaky")] if prefix else []
-    return render(request, "index.html", {"demo_pvs": demo})
+    return render(request, "index.html", {"demo_pvs": demo + _demo_pva(("sine", "setpoint", "mode", "wave"))})
+
+
+def _demo_pva(names: tuple[str, ...]) -> list[str]:
+    """The demo PV Access server's PVs (``serve --demo``), as ``pva://`` names."""
+    prefix = os.environ.get("OAS_DEMO_PVA_PREFIX", "")
+    return [f"pva://{prefix}{name}" for name in names] if prefix else []
 
 
 def console_pvs(request: HttpRequest) -> HttpResponse:
     """The operator console's PV page; ``?pv=A&pv=B`` (or the demo's) are watched at once."""
     prefix = os.environ.get("OAS_DEMO_PREFIX", "")
-    initial = request.GET.getlist("pv") or ([f"{prefix}m1:sp", f"{prefix}m1:rbv", f"{prefix}sine"] if prefix else [])
+    initial = request.GET.getlist("pv") or ([f"{prefix}m1:sp", f"{prefix}m1:rbv", f"{prefix}sine"] if prefix else []
+                                            ) + _demo_pva(("sine", "setpoint"))
     return render(request, "console/pvs.html", {"initial_pvs": initial[:50]})
 
 

@@ -21,6 +21,7 @@ from devices.access.models import AccessRule
 writers = Group.objects.create(name="operators")
 rule = AccessRule.objects.create(name="operators-m1", pattern="DEMO:m1:*", level=2)
 rule.groups.add(writers)
+AccessRule.objects.create(name="operators-pva", pattern="pva://DEMO:pva:set*", level=2).groups.add(writers)
 User.objects.create_user("operator", password="op-pass-123").groups.add(writers)
 User.objects.create_user("visitor", password="vi-pass-123")
 """
@@ -59,6 +60,14 @@ async def test_log_in_watch_set_and_see_a_refusal(page, tmp_path, ca_repeater):
             timeout=15000)  # the readback follows the setpoint (5 mm/s)
         limits = await setpoint.locator("td.limits").text_content()
         assert "…" in limits
+
+        pva = page.locator("tr[data-pv='pva://DEMO:pva:setpoint']")  # a PV Access PV, the same way
+        await pva.locator("input[name=value]").fill("-3.5")
+        await pva.locator("button").click()
+        await page.wait_for_function(
+            "document.querySelector(\"tr[data-pv='pva://DEMO:pva:setpoint'] td.value\").textContent"
+            ".startsWith('-3.50')", timeout=15000)
+        assert "-10" in await pva.locator("td.limits").text_content()
 
         await page.context.clear_cookies()
         await log_in(page, server.http, "visitor", "vi-pass-123")
@@ -286,11 +295,12 @@ async def test_the_pv_page_with_two_thousand_rows_runs_on_batched_frames(page, t
     frames: list[str] = []
     page.on("websocket", lambda socket: socket.on(
         "framereceived", lambda payload: frames.append(payload if isinstance(payload, str) else "")))
-    ghosts = [f"BIG:none{i}" for i in range(1996)]  # never connect: each row hears "connected: false"
+    ghosts = [f"BIG:none{i}" for i in range(1994)]  # never connect: each row hears "connected: false"
     names = ["DEMO:counter", "DEMO:sine", *ghosts]
     counter = "document.querySelector(\"tr[data-pv='DEMO:counter'] td.value\")"
     try:
-        await page.goto(server.http + "/console/pvs")  # watches DEMO:m1:sp, DEMO:m1:rbv, DEMO:sine
+        # watches DEMO:m1:sp, DEMO:m1:rbv, DEMO:sine, pva://DEMO:pva:sine, pva://DEMO:pva:setpoint
+        await page.goto(server.http + "/console/pvs")
         await page.click("details.watch-list summary")
         await page.fill("#pvnames", "\n".join(names))  # a pasted column of names
         await page.click("#add-many button")

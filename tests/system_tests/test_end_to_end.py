@@ -173,7 +173,7 @@ async def test_serve_demo_shows_live_values(tmp_path, ca_repeater):
     proc.start(timeout=60)
     try:
         page = await asyncio.to_thread(lambda: urllib.request.urlopen(proc.http + "/").read().decode())
-        assert "DEMO:sine" in page
+        assert "DEMO:sine" in page and "pva://DEMO:pva:sine" in page
         async with websockets.connect(f"{proc.ws}/api/v1/pv-socket") as conn:
             await conn.send(json.dumps({"action": "subscribe", "pvs": ["DEMO:sine", "DEMO:m1:sp"]}))
             values = []
@@ -198,8 +198,25 @@ async def test_serve_demo_shows_live_values(tmp_path, ca_repeater):
             assert json.loads(await asyncio.wait_for(conn.recv(), 10))["x"] == 640
             frame = await asyncio.wait_for(conn.recv(), 10)
             assert isinstance(frame, bytes) and frame[:2] == b"\xff\xd8"  # a JPEG
-        helpers = psutil.Process(proc.proc.pid).children()  # the demo IOC (and a repeater)
+        async with websockets.connect(f"{proc.ws}/api/v1/pv-socket") as conn:  # and PV Access
+            pvs = ["pva://DEMO:pva:sine", "pva://DEMO:pva:mode", "pva://DEMO:pva:wave"]
+            await conn.send(json.dumps({"action": "subscribe", "pvs": pvs}))
+            seen = set()
+            while seen != set(pvs):
+                msg = json.loads(await asyncio.wait_for(conn.recv(), 15))
+                if msg.get("pv") in pvs and "value" in msg and msg.get("sub_type") != "meta" and msg["connected"]:
+                    seen.add(msg["pv"])
+            await conn.send(json.dumps({"action": "set", "pv": "pva://DEMO:pva:mode", "value": "On", "id": 2}))
+            while (msg := json.loads(await asyncio.wait_for(conn.recv(), 10))).get("id") != 2:
+                pass
+            assert msg["status"] == "done", msg
+        async with websockets.connect(f"{proc.ws}/api/v1/camera-socket") as conn:
+            await conn.send(json.dumps({"imageArray_PV": "pva://DEMO:pva:image", "max_fps": 10}))
+            assert json.loads(await asyncio.wait_for(conn.recv(), 10))["x"] == 256
+            assert (await asyncio.wait_for(conn.recv(), 10))[:2] == b"\xff\xd8"
+        helpers = psutil.Process(proc.proc.pid).children()  # the demo IOCs (and a repeater)
         assert any("devices.demo.ioc" in " ".join(h.cmdline()) for h in helpers)
+        assert any("devices.demo.pva_ioc" in " ".join(h.cmdline()) for h in helpers)
     finally:
         proc.stop()
     assert "Traceback" not in proc.output()

@@ -19,7 +19,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from devices.demo.process import DEMO_STARTUP, start_demo_ioc
+from devices.demo.process import DEMO_STARTUP, start_demo_ioc, start_demo_pva
 from devices.services.gc_policy import gc_tune
 from ophydsite.ws_protocol import BoundedCloseWebSocketProtocol
 
@@ -78,6 +78,9 @@ class Command(BaseCommand):
                 self.stdout.write("demo on loopback: anonymous clients may write (OAS_ANONYMOUS_WRITES)")
             helpers = start_demo_ioc(prefix="DEMO:")
             self.stdout.write(f"demo IOC serving DEMO:* on {os.environ['EPICS_CA_ADDR_LIST']}")
+            helpers.append(start_demo_pva(prefix="DEMO:pva:"))
+            self.stdout.write(f"demo PV Access server: pva://DEMO:pva:* (name server "
+                              f"{os.environ['EPICS_PVA_NAME_SERVERS']})")
         BoundedCloseWebSocketProtocol.close_wait = settings.OAS.client_close_wait_s
         self.stdout.write(f"ophydsite on http://{host}:{port}/  (ws://{host}:{port}/api/v1/pv-socket and "
                           f"/api/v1/device-socket)")
