@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,7 @@ import websockets
 
 from tests.support.pva_server import DOUBLE_LIMITS, ENUM_CHOICES, PvaServerProcess
 from tests.support.server import ServerProcess
+from tests.system_tests.test_scaled_redis import redis_available
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
 
@@ -198,3 +201,42 @@ async def test_the_camera_socket_refuses_a_codec_it_cannot_decode(server):
             assert refused["code"] == "bad_field" and why in refused["error"], refused
         await conn.send(json.dumps({"imageArray_PV": "pva://PVA:image"}))  # the same socket, now right
         assert (await viewer.json(lambda m: "x" in m))["x"] == 64
+
+
+@pytest.fixture(scope="module")
+def scaled(pva_server, tmp_path_factory) -> Iterator[list[ServerProcess]]:
+    """Scaled mode: one runbridge and two servers sharing a real Redis, the bridge with the
+    PVA client configuration (the servers never open PVs themselves)."""
+    if not redis_available():
+        if os.environ.get("CI"):
+            pytest.fail("Redis on 127.0.0.1:6379 is required when CI is set")
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    env = {**pva_server.client_conf(), "REDIS_URL": "redis://127.0.0.1:6379/0",
+           "OAS_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}", "OAS_BRIDGE": "external",
+           "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db') / 'scaled.sqlite3'}",
+           "OAS_ANONYMOUS_WRITES": "true", "OAS_LOAD_DEVICES_ON_START": "false"}
+    bridge = ServerProcess(env, command="runbridge").start()
+    servers = [ServerProcess(env).start() for _ in range(2)]
+    yield servers
+    for proc in [*servers, bridge]:
+        proc.stop()
+
+
+async def test_scaled_mode_serves_a_pva_pv_to_both_servers_and_sets_through_either(scaled):
+    pv = "pva://PVA:int"
+    conns = [await websockets.connect(f"{s.ws}/api/v1/pv-socket") for s in scaled]
+    try:
+        for conn in conns:
+            await conn.send(json.dumps({"action": "subscribe", "pvs": [pv, "pva://PVA:counter"]}))
+            await read_until(conn, value_of(pv))
+        for i, (writer, value) in enumerate([(conns[0], 17), (conns[1], 23)]):
+            await writer.send(json.dumps({"action": "set", "pv": pv, "value": value, "id": i}))
+            done, _ = await each(writer, lambda m, i=i: m.get("id") == i, value_of(pv, value))
+            assert done["status"] == "done", done
+            other = conns[1 - conns.index(writer)]
+            await read_until(other, value_of(pv, value))  # the other server's client sees it too
+        firsts = [(await read_until(conn, value_of("pva://PVA:counter")))["value"] for conn in conns]
+        assert abs(firsts[0] - firsts[1]) <= 3  # one upstream stream, both servers in step
+    finally:
+        for conn in conns:
+            await conn.close()
