@@ -1,11 +1,11 @@
 """Which Channel Access library pyepics loads, decided before anything imports ophyd.
 
-p4p needs epicscorelibs, and ophyd points pyepics at epicscorelibs' libca whenever that is
-installed and ophyd is imported first; otherwise pyepics loads its own. Which one a process got
-would depend on import order. Every server, bridge and test process uses pyepics' own libca,
-the one the benchmarks were measured with. p4p's EPICS libraries load beside it under other
-file names (libCom.so.7.0.10... against pyepics' libComPYEPICS.so), so the two do not clash.
-``PYEPICS_LIBCA`` set in the environment still wins.
+One EPICS base per process: epicscorelibs' (EPICS 7), which p4p and aioca (ophyd-async's CA
+layer) load too. pyepics' bundled libca is a separate EPICS 3.16 build: with it, aioca loaded
+first binds pyepics' libca to epicscorelibs' symbols (it loads RTLD_GLOBAL) and the process
+crashed (SIGSEGV, heap corruption; docs/design.md). ophyd makes the same choice when it is
+imported first; pinning it here makes it independent of import order. ``PYEPICS_LIBCA`` set in
+the environment still wins.
 """
 
 from __future__ import annotations
@@ -14,17 +14,15 @@ import os
 import warnings
 
 
-def pyepics_libca() -> str:
-    """The path of the libca that pyepics ships (no library is loaded here)."""
-    from importlib.resources import files
+def epics_libca() -> str:
+    """The path of epicscorelibs' libca (no library is loaded here)."""
+    from epicscorelibs.path import get_lib
 
-    from epics.ca import clib_search_path
-
-    return str(files("epics.clibs") / clib_search_path("ca"))
+    return str(get_lib("ca"))
 
 
-def pin_pyepics_libca() -> None:
-    os.environ.setdefault("PYEPICS_LIBCA", pyepics_libca())
-    # ophyd still imports epicscorelibs' pyepics hook, which warns that it comes too late: it
-    # leaves a PYEPICS_LIBCA already set alone, which is what is wanted here.
+def pin_epics_libca() -> None:
+    os.environ.setdefault("PYEPICS_LIBCA", epics_libca())
+    # ophyd imports epicscorelibs' pyepics hook, which warns when epics.ca is already imported;
+    # it leaves a PYEPICS_LIBCA already set alone, which is what is wanted here.
     warnings.filterwarnings("ignore", message="epicscorelibs.path.pyepics must be imported before epics.ca")

@@ -8,9 +8,10 @@ from subprocess import Popen
 import pytest
 
 from devices.sources.ca_context import attach as attach_ca
-from ophydsite.epics_libs import pin_pyepics_libca
+from ophydsite.epics_libs import pin_epics_libca
 from tests.support.ad_ioc_process import ad_ioc_fixture
 from tests.support.c_ioc import CIocProcess, typed_ioc_process
+from tests.support.dual_ioc import DualIocProcess
 from tests.support.ioc import IocProcess, configure_ca_client_env, free_port, start_repeater
 
 # ---------------------------------------------------------------------------
@@ -21,9 +22,9 @@ from tests.support.ioc import IocProcess, configure_ca_client_env, free_port, st
 # inherit it.
 # ---------------------------------------------------------------------------
 
-# pyepics' own libca in every test process, whatever the import order, as in production
+# epicscorelibs' libca in every test process, whatever the import order, as in production
 # (ophydsite/epics_libs.py; set here too because this runs before Django's settings).
-pin_pyepics_libca()
+pin_epics_libca()
 
 IOC_PORT = free_port()
 RESTARTABLE_IOC_PORT = free_port()
@@ -83,6 +84,18 @@ def typed_ioc() -> Iterator[int]:
     clients name it themselves."""
     with typed_ioc_process() as port:
         yield port
+
+
+@pytest.fixture(scope="module")
+def dual_ioc(ca_repeater: Popen[bytes]) -> Iterator[DualIocProcess]:
+    """The C IOC serving its records over Channel Access and PV Access at once
+    (tests/support/dual_ioc.py), fresh for each module (a test may write to it or kill and
+    restart it); its ports are in none of the test process's EPICS_* lists: servers get
+    ``client_env()``."""
+    proc = DualIocProcess()
+    proc.start()
+    yield proc
+    proc.stop()
 
 # --- end of the IOC section ----------------------------------------------------
 
