@@ -107,11 +107,11 @@ class DeviceRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """Read-only: the registry as the bridge last loaded it, with live connection state."""
 
     change_list_template = "admin/devices/reload_button.html"
-    list_display = ["name", "device_class", "source", "connected", "state_at"]
-    list_filter = ["connected", "device_class"]
+    list_display = ["name", "device_class", "library", "source", "connected", "state_at"]
+    list_filter = ["connected", "library", "device_class"]
     ordering = ["name"]
     search_fields = ["name", "device_class", "source"]
-    fields = ["name", "device_class", "source", "connected", "state_at", "component_tree", "updated_at"]
+    fields = ["name", "device_class", "library", "source", "connected", "state_at", "component_tree", "updated_at"]
     readonly_fields = fields
 
     @admin.display(description="Components")

@@ -58,6 +58,7 @@ class DeviceRecord(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     device_class = models.CharField(max_length=300)
+    library = models.CharField(max_length=20, default="ophyd", help_text="ophyd or ophyd-async")
     components = models.JSONField(default=list, blank=True)
     source = models.CharField(max_length=500)
     connected = models.BooleanField(null=True, help_text="All signals connected (updated by the bridge)")

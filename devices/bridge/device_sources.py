@@ -12,6 +12,8 @@ import threading
 from typing import Any
 
 from devices.channel_layer.topics import parse_device_topic
+from devices.sources.async_plan import is_async_device, plan_async_device, resolve_async
+from devices.sources.async_sources import async_source_for
 from devices.sources.device_plan import DevicePlan, plan_device, resolve
 from devices.sources.ophyd_source import OphydSignalSource
 from devices.sources.positioner_source import PositionerSource
@@ -55,7 +57,7 @@ class DevicePlans:
         cached = self._plans.get(device)
         if cached is not None and cached[0] is entry.obj:
             return cached[1]
-        plan = plan_device(device, entry.obj)
+        plan = plan_async_device(device, entry.obj) if is_async_device(entry.obj) else plan_device(device, entry.obj)
         self._plans[device] = (entry.obj, plan)
         return plan
 
@@ -74,8 +76,9 @@ class DevicePlans:
         entry = self._registry.get(device)
         assert entry is not None
         try:
-            return resolve(entry.obj, stream.path), stream.role
-        except AttributeError:
+            walk = resolve_async if is_async_device(entry.obj) else resolve
+            return walk(entry.obj, stream.path), stream.role
+        except (AttributeError, KeyError, IndexError):
             return f"Device {device} has no component {stream.path}"
 
 
@@ -106,8 +109,11 @@ class DeviceTopicSource:
                 self._inner = MissingSource(self.name, found)
                 return
             obj, role = found
-            source_class = PositionerSource if role == "readback" else OphydSignalSource
-            self._inner = source_class(self.name, self._loop, self._sink, obj)
+            if is_async_device(obj):
+                self._inner = async_source_for(self.name, self._loop, self._sink, obj, role)
+            else:
+                source_class = PositionerSource if role == "readback" else OphydSignalSource
+                self._inner = source_class(self.name, self._loop, self._sink, obj)
             self.obj = obj
             self._inner.open()
 

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ophyd import Device, PositionerBase, Signal
+from ophyd_async.core import Device as AsyncDevice
 
+from devices.sources.async_plan import is_async_device
+from devices.sources.async_runtime import connect_devices_blocking, runtime
 from devices.sources.ca_context import attach
 
 from .sources import StartupSource
@@ -38,10 +41,13 @@ class LoadResult:
     objects: dict[str, Any]  # ophyd name -> object
     files: list[FileResult]
     duration_s: float
+    # ophyd-async devices that did not connect: left out of ``objects``, by device name
+    connect_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def errors(self) -> dict[str, str]:
-        return {f.name: f.error or "" for f in self.files if not f.ok}
+        failed = {f.name: f.error or "" for f in self.files if not f.ok}
+        return {**failed, **{f"device {name}": why for name, why in self.connect_errors.items()}}
 
 
 def load_sources(sources: list[StartupSource], *, timeout_s: float) -> LoadResult:
@@ -60,18 +66,47 @@ def load_sources(sources: list[StartupSource], *, timeout_s: float) -> LoadResul
         if result.error and "did not finish" in result.error:
             namespace = dict(namespace)  # the hung thread keeps the old dict; later files do not see it
         if result.ok:  # a failed file's partial definitions are not registered
-            for value in list(namespace.values()):
+            for variable, value in list(namespace.items()):
                 for obj in _ophyd_in(value):
+                    _name_async(obj, variable)
                     if id(obj) not in before and getattr(obj, "name", None) and obj.name not in result.devices:
                         objects[obj.name] = obj
                         result.devices.append(obj.name)
                         before.add(id(obj))
         results.append(result)
-    return LoadResult(objects=objects, files=results, duration_s=round(time.monotonic() - started, 6))
+    connect_errors = _connect_async(objects, results, timeout_s)
+    return LoadResult(objects=objects, files=results, duration_s=round(time.monotonic() - started, 6),
+                      connect_errors=connect_errors)
 
 
-# What a startup file can define for the registry (a SoftPositioner is neither Signal nor Device).
-_OPHYD = (Signal, Device, PositionerBase)
+def _name_async(obj: Any, variable: str) -> None:
+    """An ophyd-async device defined without a name (``m1 = Motor("X:")``) takes its
+    variable's, as ``init_devices`` would give it; ophyd v1 objects always have one."""
+    if is_async_device(obj) and not obj.name and variable.isidentifier():
+        obj.set_name(variable)
+
+
+def _connect_async(objects: dict[str, Any], results: list[FileResult], timeout_s: float) -> dict[str, str]:
+    """Connect the ophyd-async devices the files defined, all at once, in the ophyd-async
+    runtime (ophyd v1 objects connect by themselves). One that fails is reported with its
+    reason and left out; the others load."""
+    pending = {name: obj for name, obj in objects.items() if is_async_device(obj)}
+    if not pending:
+        return {}
+    outcomes = connect_devices_blocking(pending, timeout=min(timeout_s, ASYNC_CONNECT_TIMEOUT_S))
+    errors = {name: outcome.error or "did not connect" for name, outcome in outcomes.items() if not outcome.ok}
+    for name in errors:
+        del objects[name]
+        for result in results:
+            if name in result.devices:
+                result.devices.remove(name)
+    return errors
+
+
+# What a startup file can define for the registry (a SoftPositioner is neither Signal nor
+# Device; an ophyd-async Device, Signals included, is a Device of its own library).
+_OPHYD = (Signal, Device, PositionerBase, AsyncDevice)
+ASYNC_CONNECT_TIMEOUT_S = 10.0
 
 
 def _ophyd_in(value: Any) -> list[Any]:
@@ -89,6 +124,8 @@ def _ophyd_in(value: Any) -> list[Any]:
 def _run_one(source: StartupSource, namespace: dict[str, Any], timeout_s: float) -> FileResult:
     started = time.monotonic()
     outcome: dict[str, str | None] = {"error": None}
+
+    runtime().loop()  # ophyd-async's loop runs (as bluesky's) before a file's ``init_devices``
 
     def run() -> None:
         attach()  # ophyd's EpicsSignal creates CA channels in this thread

@@ -9,6 +9,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from devices.models import DeviceRecord, StartupFile
+from devices.sources.async_plan import describe_tree, is_async_device, library_of
 from devices.sources.device_plan import component_tree
 
 from .loader import LoadResult, load_sources
@@ -57,6 +58,7 @@ def _record(result: LoadResult, registry: DeviceRegistry) -> None:
         entry = registry.get(name)
         assert entry is not None
         obj = entry.obj
+        tree = describe_tree(obj)["components"] if is_async_device(obj) else component_tree(obj)
         DeviceRecord.objects.update_or_create(name=name, defaults={
-            "device_class": f"{type(obj).__module__}.{type(obj).__qualname__}",
-            "components": component_tree(obj), "source": entry.origin, "connected": None})
+            "device_class": f"{type(obj).__module__}.{type(obj).__qualname__}", "library": library_of(obj),
+            "components": tree, "source": entry.origin, "connected": None})

@@ -14,6 +14,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from devices.models import DeviceRecord
+from devices.sources.async_plan import is_async_device
 
 from .registry import DeviceRegistry
 
@@ -28,7 +29,8 @@ def device_states(registry: DeviceRegistry, owned: Callable[[str], bool] = lambd
         if entry is None:
             continue
         try:
-            states[name] = bool(entry.obj.connected)
+            # ophyd-async devices are registered once connected and report no disconnects
+            states[name] = True if is_async_device(entry.obj) else bool(entry.obj.connected)
         except Exception:  # noqa: BLE001 - a broken device reads as not connected
             states[name] = False
     return states

@@ -31,3 +31,26 @@ def meta_of(pv: str):
 
 def reply(request_id: Any):
     return lambda m: m.get("id") == request_id
+
+
+async def read_until(conn: Any, where: Any, timeout: float = 15.0) -> dict[str, Any]:
+    """The next message (JSON text) on a ``websockets`` connection that ``where`` accepts."""
+    import asyncio
+    import json
+
+    async with asyncio.timeout(timeout):
+        while True:
+            message = json.loads(await conn.recv())
+            if where(message):
+                return message
+
+
+async def each(conn: Any, *wanted: Any, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The first message matching each predicate, whatever their order on the wire (a set's
+    reply and the value it caused may come either way round)."""
+    found: dict[int, dict[str, Any]] = {}
+    while len(found) < len(wanted):
+        message = await read_until(conn, lambda m: any(w(m) for i, w in enumerate(wanted) if i not in found),
+                                   timeout)
+        found[next(i for i, w in enumerate(wanted) if i not in found and w(message))] = message
+    return [found[i] for i in range(len(wanted))]

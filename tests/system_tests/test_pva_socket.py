@@ -19,6 +19,7 @@ import websockets
 
 from tests.support.pva_server import DOUBLE_LIMITS, ENUM_CHOICES, PvaServerProcess
 from tests.support.server import ServerProcess
+from tests.support.wsclient import each, read_until
 from tests.system_tests.test_scaled_redis import redis_available
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
@@ -40,21 +41,8 @@ def server(pva_server) -> Iterator[ServerProcess]:
     proc.stop()
 
 
-async def read_until(conn: Any, where: Any, timeout: float = 10.0) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            message = json.loads(await conn.recv())
-            if where(message):
-                return message
 
 
-async def each(conn: Any, *wanted: Any) -> list[dict[str, Any]]:
-    """The first message matching each predicate, whatever their order on the wire."""
-    found: dict[int, dict[str, Any]] = {}
-    while len(found) < len(wanted):
-        message = await read_until(conn, lambda m: any(w(m) for i, w in enumerate(wanted) if i not in found))
-        found[next(i for i, w in enumerate(wanted) if i not in found and w(message))] = message
-    return [found[i] for i in range(len(wanted))]
 
 
 def value_of(pv: str, value: Any = None):

@@ -1,0 +1,112 @@
+"""ophyd-async devices from a startup file beside ophyd v1 ones, through a real server process:
+the device socket streams, sets and stops them like v1 devices, a device that cannot connect
+is reported without stopping the others, and the admin's list names each device's library.
+
+IOCs: the session's caproto demo IOC (a motor record, PVs with units and limits) and C IOC
+(10 Hz counters, ao setpoints); soft signals need none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets
+
+from tests.support.server import ServerProcess
+from tests.support.wsclient import each, read_until
+
+pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
+
+STARTUP = '''
+from ophyd import EpicsSignal
+from ophyd_async.core import StandardReadable, soft_signal_rw
+from ophyd_async.epics.core import epics_signal_r, epics_signal_rw
+from ophyd_async.epics.motor import Motor
+
+class Counters(StandardReadable):
+    def __init__(self, prefix, name=""):
+        with self.add_children_as_readables():
+            self.fast = epics_signal_r(float, prefix + "v0")
+            self.slow = epics_signal_r(float, prefix + "v1")
+        self.target = epics_signal_rw(float, prefix + "sp0")
+        super().__init__(name=name)
+
+amotor = Motor("TST:mtr2")                       # named by its variable
+counters = Counters("CIO:")
+gain = soft_signal_rw(float, 1.5, name="gain")
+label = epics_signal_rw(str, "TST:label", name="label")
+broken = epics_signal_r(float, "NOPE:never:there", name="broken")
+v1_sp = EpicsSignal("TST:m1:sp", name="v1_sp")   # ophyd v1 beside them
+'''
+
+
+@pytest.fixture(scope="module")
+def server(ioc, c_ioc, tmp_path_factory) -> Iterator[tuple[ServerProcess, str]]:
+    folder = tmp_path_factory.mktemp("startup")
+    (folder / "devices.py").write_text(STARTUP)
+    database = tmp_path_factory.mktemp("db") / "async.sqlite3"
+    proc = ServerProcess({"OAS_STARTUP_DIR": str(folder), "DATABASE_URL": f"sqlite:///{database}",
+                          "OAS_ANONYMOUS_WRITES": "true", "OAS_SCALAR_RATE_HZ": "0"}).start(timeout=60)
+    yield proc, str(database)
+    proc.stop()
+
+
+
+
+def value_of(signal: str, value: Any = None):
+    return lambda m: (m.get("signal") == signal and "value" in m and m.get("sub_type") != "meta"
+                      and (value is None or m["value"] == value))
+
+
+async def test_async_devices_stream_set_and_stop_like_v1_ones(server):
+    proc, _ = server
+    async with websockets.connect(f"{proc.ws}/api/v1/device-socket") as conn:
+        await conn.send(json.dumps({"action": "subscribe", "devices": ["amotor", "counters", "gain", "label",
+                                                                         "v1_sp", "broken"], "id": 1}))
+        summary = await read_until(conn, lambda m: m.get("id") == 1)
+        assert summary["subscribed"] == ["amotor", "counters", "gain", "label", "v1_sp"], summary
+        assert [f["device"] for f in summary["failed"]] == ["broken"]
+        meta = await read_until(conn, lambda m: m.get("device") == "amotor" and m.get("sub_type") == "meta"
+                                and m.get("signal") == "amotor_user_readback" and m.get("connected"))
+        assert (meta["units"], meta["lower_ctrl_limit"], meta["upper_ctrl_limit"]) == ("deg", 0.0, 360.0), meta
+        steps = []
+        while len(steps) < 5:  # a C counter through ophyd-async: every scan, +1 each
+            steps.append((await read_until(conn, value_of("counters_fast")))["value"])
+        assert {round(b - a, 6) for a, b in zip(steps, steps[1:], strict=False)} == {1.0}, steps
+        for i, (device, value) in enumerate([("gain", 2.75), ("label", "async"), ("v1_sp", 3.5)]):
+            await conn.send(json.dumps({"action": "set", "device": device, "value": value, "id": f"s{i}"}))
+            done, _ = await each(conn, lambda m, i=i: m.get("id") == f"s{i}",
+                                 lambda m, d=device, v=value: m.get("device") == d and m.get("value") == v
+                                 and m.get("sub_type") != "meta")
+            assert done["status"] == "done", done
+        await conn.send(json.dumps({"action": "set", "device": "amotor", "value": 300.0, "id": "move"}))
+        await asyncio.sleep(0.5)  # at 45 deg/s: several seconds to go
+        await conn.send(json.dumps({"action": "stop", "device": "amotor", "id": "stop"}))
+        stopped, move = await each(conn, lambda m: m.get("id") == "stop", lambda m: m.get("id") == "move")
+        assert stopped["status"] == "done", stopped
+        assert move["status"] != "done" and "stopped at" in move["error"], move  # the set says it did not arrive
+
+
+async def test_a_device_that_cannot_connect_is_reported_and_the_admin_names_libraries(server):
+    proc, database = server
+    reply = await asyncio.to_thread(_post_json, f"{proc.http}/api/v1/load-devices")
+    assert "broken" not in reply["devices"] and {"amotor", "counters", "gain", "v1_sp"} <= set(reply["devices"])
+    assert "NOPE:never:there" in reply["errors"]["device broken"], reply["errors"]
+    rows = dict(sqlite3.connect(database).execute("SELECT name, library FROM devices_devicerecord").fetchall())
+    assert rows["amotor"] == rows["counters"] == rows["gain"] == "ophyd-async" and rows["v1_sp"] == "ophyd"
+    async with websockets.connect(f"{proc.ws}/api/v1/device-socket") as conn:  # rebound after the reload
+        await conn.send(json.dumps({"action": "subscribe", "device": "counters"}))
+        await read_until(conn, value_of("counters_slow"))
+
+
+def _post_json(url: str) -> dict[str, Any]:
+    import urllib.request
+
+    request = urllib.request.Request(url, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
