@@ -191,6 +191,15 @@ async def test_the_camera_socket_refuses_a_codec_it_cannot_decode(server):
         assert (await viewer.json(lambda m: "x" in m))["x"] == 64
 
 
+# ophyd-async devices for the bridge in scaled mode: a soft signal and a PVA signal.
+ASYNC_DEVICES = """
+from ophyd_async.core import soft_signal_rw
+from ophyd_async.epics.core import epics_signal_rw
+asoft = soft_signal_rw(float, 1.0)
+apva = epics_signal_rw(float, "pva://PVA:double")
+"""
+
+
 @pytest.fixture(scope="module")
 def scaled(pva_server, tmp_path_factory) -> Iterator[list[ServerProcess]]:
     """Scaled mode: one runbridge and two servers sharing a real Redis, the bridge with the
@@ -199,12 +208,14 @@ def scaled(pva_server, tmp_path_factory) -> Iterator[list[ServerProcess]]:
         if os.environ.get("CI"):
             pytest.fail("Redis on 127.0.0.1:6379 is required when CI is set")
         pytest.skip("no Redis on 127.0.0.1:6379")
+    startup = tmp_path_factory.mktemp("startup") / "async_devices.py"
+    startup.write_text(ASYNC_DEVICES)
     env = {**pva_server.client_conf(), "REDIS_URL": "redis://127.0.0.1:6379/0",
            "OAS_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}", "OAS_BRIDGE": "external",
            "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('db') / 'scaled.sqlite3'}",
-           "OAS_ANONYMOUS_WRITES": "true", "OAS_LOAD_DEVICES_ON_START": "false"}
-    bridge = ServerProcess(env, command="runbridge").start()
-    servers = [ServerProcess(env).start() for _ in range(2)]
+           "OAS_ANONYMOUS_WRITES": "true", "OAS_STARTUP_DIR": str(startup)}
+    bridge = ServerProcess(env, command="runbridge").start(timeout=60)
+    servers = [ServerProcess({**env, "OAS_LOAD_DEVICES_ON_START": "false"}).start() for _ in range(2)]
     yield servers
     for proc in [*servers, bridge]:
         proc.stop()
@@ -225,6 +236,25 @@ async def test_scaled_mode_serves_a_pva_pv_to_both_servers_and_sets_through_eith
             await read_until(other, value_of(pv, value))  # the other server's client sees it too
         firsts = [(await read_until(conn, value_of("pva://PVA:counter")))["value"] for conn in conns]
         assert abs(firsts[0] - firsts[1]) <= 3  # one upstream stream, both servers in step
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
+async def test_scaled_mode_serves_ophyd_async_devices_to_both_servers(scaled):
+    conns = [await websockets.connect(f"{s.ws}/api/v1/device-socket") for s in scaled]
+    try:
+        for conn in conns:
+            await conn.send(json.dumps({"action": "subscribe", "devices": ["asoft", "apva"], "id": 1}))
+            summary = await read_until(conn, lambda m: m.get("id") == 1, timeout=30)
+            assert summary["subscribed"] == ["asoft", "apva"], summary
+        for i, (device, value) in enumerate([("asoft", 4.25), ("apva", -2.5)]):
+            writer, other = conns[i], conns[1 - i]
+            await writer.send(json.dumps({"action": "set", "device": device, "value": value, "id": f"s{i}"}))
+            done, _ = await each(writer, lambda m, i=i: m.get("id") == f"s{i}",
+                                 lambda m, d=device, v=value: m.get("device") == d and m.get("value") == v)
+            assert done["status"] == "done", done
+            await read_until(other, lambda m, d=device, v=value: m.get("device") == d and m.get("value") == v)
     finally:
         for conn in conns:
             await conn.close()
