@@ -17,8 +17,17 @@ on stdout once serving, like bench/ioc.py, so bench/procs.py starts either the s
 - ``<prefix>diag:channels``: JSON {channel name: open CA channels}, recomputed (from rsrv's
   ``casr 2`` report) on each write to ``<prefix>diag:refresh``; bench/procs.py writes, then reads.
 - ``<prefix>diag:ticks``: scan rounds of the ``v`` records' period (a ``calc`` too).
+- with ``--image WxH``: an Area Detector look-alike for the camera socket's Channel Access
+  path, ``<prefix>image1:ArrayData`` (a 16-bit waveform of W×H elements, FTVL SHORT as AD's, a new frame from a
+  ring of 8 written ``--image-rate`` times a second from a Python thread, the record processed
+  in C) with its NDStdArrays readbacks (``image1:ArraySize0_RBV`` = W, ``ArraySize1_RBV`` = H,
+  ``ArraySize2_RBV`` = 0, ``NDimensions_RBV`` = 2, ``ColorMode_RBV`` = Mono,
+  ``DataType_RBV`` = UInt16, ``ArrayCounter_RBV``) and the ``cam1:`` settings the camera socket
+  connects to as well (``MinX``, ``MinY``, ``SizeX``, ``SizeY``, ``ColorMode``, ``DataType``,
+  ``BinX``, ``BinY``).
 
-PV Access (QSRV2) stays off unless ``--pva``. The process exits on SIGTERM/SIGINT and when its
+PV Access (QSRV2) stays off unless ``--pva``; with it, the IOC checks that it listens on
+``EPICS_PVAS_SERVER_PORT`` when that is set (bench/procs.py sets it). The process exits on SIGTERM/SIGINT and when its
 parent dies.
 """
 
@@ -56,7 +65,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--big-size", type=int, default=200000, help="elements of <prefix>big")
     parser.add_argument("--big-rate", type=float, default=10.0, help="updates per second of <prefix>big")
     parser.add_argument("--pva", action="store_true", help="also serve PV Access (QSRV2, its own ports)")
+    parser.add_argument("--image", default=None, metavar="WxH",
+                        help="serve <prefix>image1:ArrayData, a UInt16 Mono frame of W×H, and its readbacks")
+    parser.add_argument("--image-rate", type=float, default=10.0, help="frames per second of --image")
     args = parser.parse_args(argv)
+    if args.image is not None:
+        try:
+            width, height = (int(n) for n in args.image.lower().split("x"))
+        except ValueError:
+            parser.error("--image must be WxH, such as 1024x1024")
+        if width < 1 or height < 1 or not 0 < args.image_rate <= 100:
+            parser.error("--image needs W, H >= 1 and --image-rate in (0, 100]")
+        args.image_size = (width, height)
     if args.rate not in SCAN_PERIODS:
         parser.error(f"--rate must be one of {sorted(SCAN_PERIODS)} Hz (EPICS base's scan periods)")
     if args.count < 0 or args.setpoints < 0:
@@ -124,7 +144,56 @@ def build_records(args: argparse.Namespace) -> dict[str, Any]:
     # An out record: set() processes it synchronously, so the JSON is in place when the
     # write to diag:refresh completes.
     channels = builder.longStringOut(f"{prefix}diag:channels", length=DIAG_LENGTH)
-    return {"big": big, "channels": channels}
+    records: dict[str, Any] = {"big": big, "channels": channels}
+    if args.image is not None:
+        records.update(build_image(prefix, *args.image_size))
+    return records
+
+
+COLOR_MODES = ["Mono", "Bayer", "RGB1", "RGB2", "RGB3", "YUV444", "YUV422", "YUV421"]
+DATA_TYPES = ["Int8", "UInt8", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64",
+              "Float32", "Float64"]
+
+
+def build_image(prefix: str, width: int, height: int) -> dict[str, Any]:
+    """The image array, its NDStdArrays readbacks and the cam1 settings (AD's names)."""
+    from softioc import builder
+
+    def mbb(name: str, strings: list[str], value: int) -> None:
+        builder.mbbIn(name, *strings[:16], initial_value=value)
+
+    plugin, cam = f"{prefix}image1:", f"{prefix}cam1:"
+    # FTVL SHORT, as ADCore's commonPlugins.cmd loads NDStdArrays for 16-bit data: CA has no
+    # unsigned 16-bit type (base would serve USHORT as DBR_LONG, twice the bytes); clients view
+    # the signed array as DataType_RBV says.
+    array = builder.WaveformIn(f"{plugin}ArrayData", length=width * height, datatype="int16")
+    for field, value in (("ArraySize0_RBV", width), ("ArraySize1_RBV", height),
+                         ("ArraySize2_RBV", 0), ("NDimensions_RBV", 2)):
+        builder.longIn(plugin + field, initial_value=value)
+    mbb(f"{plugin}ColorMode_RBV", COLOR_MODES, 0)
+    mbb(f"{plugin}DataType_RBV", DATA_TYPES, DATA_TYPES.index("UInt16"))
+    counter = builder.longIn(f"{plugin}ArrayCounter_RBV", initial_value=0)
+    for field, value in (("MinX", 0), ("MinY", 0), ("SizeX", width), ("SizeY", height),
+                         ("BinX", 1), ("BinY", 1)):
+        builder.longIn(cam + field, initial_value=value)
+    mbb(f"{cam}ColorMode", COLOR_MODES, 0)
+    mbb(f"{cam}DataType", DATA_TYPES, DATA_TYPES.index("UInt16"))
+    return {"image": array, "image_counter": counter}
+
+
+def publish_image(array: Any, counter: Any, width: int, height: int, rate: float) -> None:
+    """Frames of a ring of 8 (a ramp, shifted per frame) at ``rate`` on an absolute schedule."""
+    import numpy as np
+
+    base = np.arange(width * height, dtype=np.uint32)
+    ring = [((base + 997 * i) % 4096).astype(np.uint16).view(np.int16) for i in range(8)]
+    start = time.monotonic()
+    tick = 0
+    while True:
+        tick += 1
+        array.set(ring[tick % len(ring)])
+        counter.set(tick)
+        time.sleep(max(0.0, start + tick / rate - time.monotonic()))
 
 
 def publish_big(record: Any, size: int, rate: float) -> None:
@@ -180,6 +249,14 @@ def main(argv: list[str] | None = None) -> None:
     if not listening(args.port):
         print(f"FAILED TCP port {args.port} is in use", file=ready_out, flush=True)
         softioc.safeEpicsExit(1)
+    pva_port = os.environ.get("EPICS_PVAS_SERVER_PORT")
+    if args.pva and pva_port and not listening(int(pva_port)):
+        print(f"FAILED PVA TCP port {pva_port} is not ours", file=ready_out, flush=True)
+        softioc.safeEpicsExit(1)
+    if args.image is not None:
+        threading.Thread(target=publish_image, args=(records["image"], records["image_counter"],
+                                                     *args.image_size, args.image_rate),
+                         name="image", daemon=True).start()
     threading.Thread(target=publish_big, args=(records["big"], args.big_size, args.big_rate),
                      name="big", daemon=True).start()
     threading.Thread(target=exit_with_parent, name="parent-watch", daemon=True).start()

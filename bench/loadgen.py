@@ -11,7 +11,12 @@ sees and any warnings or errors the server logged. With ``--servers 2`` it runs 
 mode instead (Redis, ``manage.py runbridge`` and two ``serve`` processes, clients split
 between them). ``--ioc`` picks the IOC (``c``: bench/cioc.py, EPICS base's records and CA
 server, the default; ``caproto``: bench/ioc.py); ``--server peer`` measures ophyd-websocket
-0.1.1 (bench/peer.py) instead of this project's server, against the same IOC.
+0.1.1 (bench/peer.py) instead of this project's server, against the same IOC. ``--protocol pva``
+subscribes the clients to ``pva://<prefix>v<i>`` instead of ``<prefix>v<i>``: the C IOC then
+serves PV Access too (QSRV2, on free ports of its own, loopback only) and the server's PVA
+client is pointed at it alone; the CA channel counts do not apply then and are reported as
+"n/a" (the CA channels the IOC counts for the ``v`` records are still read, as
+``ca_channels_seen``: 0 shows that the server did not fall back to CA).
 """
 
 from __future__ import annotations
@@ -135,7 +140,8 @@ async def wait_ready(clients: list[Client], timeout: float) -> float:
 
 async def measure(args: argparse.Namespace, stack: Stack, servers: list[Proc]) -> dict[str, Any]:
     """Connect, warm up, measure; the stack is started and is stopped by the caller."""
-    names = [f"BENCH:v{i}" for i in range(args.pvs)]
+    scheme = "pva://" if args.protocol == "pva" else ""
+    names = [f"{scheme}BENCH:v{i}" for i in range(args.pvs)]
     urls = [f"ws://{HOST}:{port}/api/v1/pv-socket" for port in stack.server_ports]
     tally = Tally()
     compression = None if args.compression == "none" else args.compression
@@ -175,6 +181,7 @@ async def measure(args: argparse.Namespace, stack: Stack, servers: list[Proc]) -
     extensions = clients[0].ws.response.headers.get("Sec-WebSocket-Extensions") if (
         clients[0].ws is not None and clients[0].ws.response is not None) else None
     bench_counts = {pv: n for pv, n in counts.items() if pv.startswith("BENCH:v") or pv == "BENCH:big"}
+    ca_applies = args.protocol == "ca"
     for client in clients:
         await client.close()
 
@@ -192,6 +199,7 @@ async def measure(args: argparse.Namespace, stack: Stack, servers: list[Proc]) -
         "mode": "scaled" if len(servers) > 1 or args.servers > 1 else "embedded",
         "server": SERVER_NAMES[args.server],
         "ioc": args.ioc,
+        "protocol": args.protocol,
         "servers": len(servers),
         "shards": args.shards,
         "clients": args.clients,
@@ -215,9 +223,10 @@ async def measure(args: argparse.Namespace, stack: Stack, servers: list[Proc]) -
         "server_rss_mb": rss,
         "server_rss_peak_mb": {k: round(v, 1) for k, v in rss_peak.items()},
         "health_pvs": [h.get("pvs") for h in server_health] or None,
-        "ca_channels_max_per_pv": max(bench_counts.values(), default=0),
-        "ca_channels_total": sum(bench_counts.values()),
-        "ca_channels_pvs": len(bench_counts),
+        "ca_channels_max_per_pv": max(bench_counts.values(), default=0) if ca_applies else "n/a",
+        "ca_channels_total": sum(bench_counts.values()) if ca_applies else "n/a",
+        "ca_channels_pvs": len(bench_counts) if ca_applies else "n/a",
+        "ca_channels_seen": sum(bench_counts.values()),
         "null_timestamps": tally.null_timestamps,
         "disconnected_msgs": tally.disconnected,
         "other_msgs": tally.other,
@@ -238,6 +247,7 @@ def failure(args: argparse.Namespace, stack: Stack, servers: list[Proc],
         "mode": "scaled" if args.servers > 1 else "embedded",
         "server": SERVER_NAMES[args.server],
         "ioc": args.ioc,
+        "protocol": args.protocol,
         "clients": args.clients,
         "pvs": args.pvs,
         "rate_hz": args.rate,
@@ -258,9 +268,10 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = RESULTS_DIR / (f"{stamp}-k{args.clients}-m{args.pvs}-s{args.servers}b{args.shards}-{args.server}"
-                             f"-{args.ioc}-{os.getpid()}")
+                             f"-{args.ioc}-{args.protocol}-{os.getpid()}")
     with Stack(run_dir) as stack:
-        stack.start_ca(count=args.pvs, rate=args.rate, big_rate=1.0, big_size=1000, ioc=args.ioc)
+        stack.start_ca(count=args.pvs, rate=args.rate, big_rate=1.0, big_size=1000, ioc=args.ioc,
+                       pva=args.protocol == "pva")
         env = server_env(args)
         servers: list[Proc] = []
         if args.server == "peer":
@@ -313,6 +324,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="c: bench/cioc.py (EPICS base records, default); caproto: bench/ioc.py")
     parser.add_argument("--server", choices=sorted(SERVER_NAMES), default="ours",
                         help="ours: manage.py serve; peer: ophyd-websocket 0.1.1 (bench/peer.py)")
+    parser.add_argument("--protocol", choices=["ca", "pva"], default="ca",
+                        help="ca: subscribe <prefix>v<i> (default); pva: pva://<prefix>v<i>, the C IOC "
+                             "serving PV Access too")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON line to this file")
     args = parser.parse_args(argv)
     if args.shards < 1 or (args.shards > 1 and args.servers < 2):
@@ -320,6 +334,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.server == "peer" and (args.servers > 1 or args.scalar_rate_hz is not None or args.prime):
         parser.error("--server peer is one process without a rate cap: no --servers, "
                      "--scalar-rate-hz or --prime")
+    if args.protocol == "pva" and (args.ioc != "c" or args.server != "ours"):
+        parser.error("--protocol pva needs --ioc c (QSRV2) and --server ours")
     return args
 
 

@@ -55,6 +55,29 @@ def ca_env(ioc_port: int, repeater_port: int) -> dict[str, str]:
     }
 
 
+def pva_env(server_port: int, broadcast_port: int) -> tuple[dict[str, str], dict[str, str]]:
+    """PV Access variables for one local IOC on its own ports: (the IOC's, its clients').
+
+    The server side listens on 127.0.0.1 only and sends beacons there alone; the client side
+    searches 127.0.0.1 on the same broadcast port and nothing else, so the benchmark never
+    meets another PVA server on the machine (nor the other way round).
+    """
+    server = {
+        "EPICS_PVAS_SERVER_PORT": str(server_port),
+        "EPICS_PVAS_BROADCAST_PORT": str(broadcast_port),
+        "EPICS_PVAS_INTF_ADDR_LIST": HOST,
+        "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+        "EPICS_PVAS_BEACON_ADDR_LIST": HOST,
+    }
+    client = {
+        "EPICS_PVA_ADDR_LIST": HOST,
+        "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+        "EPICS_PVA_SERVER_PORT": str(server_port),
+        "EPICS_PVA_BROADCAST_PORT": str(broadcast_port),
+    }
+    return server, client
+
+
 @dataclass
 class Proc:
     """One started subprocess and the file its output goes to."""
@@ -86,6 +109,7 @@ class Stack:
     server_ports: list[int] = field(default_factory=list)
     ioc_port: int = 0
     ioc: str = ""  # which IOC start_ca started: "c" or "caproto"
+    pva_ports: tuple[int, int] | None = None  # (server, broadcast) when the IOC serves PVA too
 
     def __enter__(self) -> Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -114,19 +138,29 @@ class Stack:
     def start_ca(self, *, count: int, rate: float, big_size: int = 200000,
                  big_rate: float = 10.0, prefix: str = "BENCH:", motor: bool = False,
                  setpoints: int = 0, ioc: str = "c",
-                 ioc_env: dict[str, str] | None = None) -> None:
+                 ioc_env: dict[str, str] | None = None, pva: bool = False,
+                 ioc_args: list[str] | None = None) -> None:
         """A private CA repeater (so beacons have a listener) and the benchmark IOC ``ioc``
         (with ``motor``, also its motor record ``<prefix>mtr``, caproto only; ``setpoints``:
         PVs ``<prefix>sp<i>`` to write; ``ioc_env``: extra variables for the IOC alone, such as
-        caproto's CAPROTO_SERVER_* tuning)."""
+        caproto's CAPROTO_SERVER_* tuning; ``pva``: the C IOC serves PV Access too (QSRV2) on
+        free ports of its own, and the stack's environment points PVA clients at it alone;
+        ``ioc_args``: more command-line options for the IOC script)."""
         if ioc not in IOC_SCRIPTS:
             raise ValueError(f"ioc must be one of {sorted(IOC_SCRIPTS)}, not {ioc!r}")
         if motor and ioc != "caproto":
             raise ValueError("the motor record is a caproto simulation: use ioc='caproto'")
+        if pva and ioc != "c":
+            raise ValueError("PV Access is served by the C IOC only: use ioc='c'")
         self.ioc = ioc
         repeater_port = free_port()
         self.ioc_port = free_port()
         self.env = ca_env(self.ioc_port, repeater_port)
+        pvas_env: dict[str, str] = {}
+        if pva:
+            self.pva_ports = (free_port(), free_port())
+            pvas_env, pva_client_env = pva_env(*self.pva_ports)
+            self.env.update(pva_client_env)  # servers started later inherit it
         code = f"from caproto.sync.repeater import run; run(host={HOST!r})"
         self.spawn("repeater", [sys.executable, "-c", code], self.env)
         time.sleep(0.3)
@@ -135,8 +169,8 @@ class Stack:
             "--count", str(count), "--rate", f"{rate:g}", "--setpoints", str(setpoints),
             "--host", HOST, "--port", str(self.ioc_port),
             "--big-size", str(big_size), "--big-rate", str(big_rate),
-            *(["--motor"] if motor else []),
-        ], {**self.env, **(ioc_env or {})}, stdout_pipe=True)
+            *(["--motor"] if motor else []), *(["--pva"] if pva else []), *(ioc_args or []),
+        ], {**self.env, **pvas_env, **(ioc_env or {})}, stdout_pipe=True)
         line = read_line(proc.popen, START_TIMEOUT)
         if not line.startswith("READY"):
             raise RuntimeError(f"IOC did not come up (stdout {line!r}):\n{proc.log_text()}")
