@@ -43,25 +43,14 @@ class BoundedCloseWebSocketProtocol(WebSocketsSansIOProtocol):
                 compress_settings={"memLevel": 5, "level": DEFLATE_LEVEL})]
 
     async def send(self, message: Any) -> None:
-        if (message.get("type") == "websocket.send" and self.handshake_complete and not self.close_sent
-                and self.initial_response is None):
-            await self.writable.wait()  # flow control: the previous writes are taken by the kernel
-            if self.disconnected:
-                raise ClientDisconnected()
+        if message.get("type") == "websocket.send" and self._streaming():
+            if not self.writable.is_set():  # flow control: the previous writes are taken by the kernel
+                await self.writable.wait()  # (not awaited when set: a coroutine per message saved)
             data = message.get("bytes")
             if data is None:
-                frames = text_frames(self.conn, [message.get("text", "")])
-                if frames is not None:
-                    self._queue_write([frames])
-                    return
-            try:
-                if data is not None:
-                    self.conn.send_binary(data)
-                else:
-                    self.conn.send_text(message.get("text", "").encode())
-            except InvalidState:  # the connection is closing
-                raise ClientDisconnected() from None
-            self._queue_write(self.conn.data_to_send())
+                self._write_data([message.get("text", "")])
+            else:
+                self._write_data([], data)
             return
         self._write_unwritten()  # anything else goes after the frames before it
         if message.get("type") == "websocket.close" and self.handshake_complete and not self.writable.is_set():
@@ -78,21 +67,35 @@ class BoundedCloseWebSocketProtocol(WebSocketsSansIOProtocol):
     async def send_texts(self, texts: list[str]) -> None:
         """Several data frames after one flow-control wait (the mailbox's backlog). Offered to
         the application through the ASGI send's owner (devices/sockets/consumers.py)."""
-        if not (self.handshake_complete and not self.close_sent and self.initial_response is None):
+        if not self._streaming():
             for text in texts:  # not streaming (yet or any more): the plain path decides
                 await self.send({"type": "websocket.send", "text": text})
             return
-        await self.writable.wait()
+        if not self.writable.is_set():
+            await self.writable.wait()
+        self._write_data(texts)
+
+    def _streaming(self) -> bool:
+        """Data frames may go out: the handshake is done and no close was sent."""
+        return self.handshake_complete and not self.close_sent and self.initial_response is None
+
+    def _write_data(self, texts: list[str], binary: bytes | None = None) -> None:
+        """Queue ``texts`` as text frames, or ``binary`` (when given) as one binary frame; the
+        caller has waited for flow control. Not a coroutine: no second await per message."""
         if self.disconnected:
             raise ClientDisconnected()
         conn = self.conn
-        frames = text_frames(conn, texts)
-        if frames is not None:
-            self._queue_write([frames])
-            return
+        if binary is None:
+            frames = text_frames(conn, texts)
+            if frames is not None:
+                self._queue_write([frames])
+                return
         try:
-            for text in texts:
-                conn.send_text(text.encode())
+            if binary is not None:
+                conn.send_binary(binary)
+            else:
+                for text in texts:
+                    conn.send_text(text.encode())
         except InvalidState:  # the connection is closing
             raise ClientDisconnected() from None
         self._queue_write(conn.data_to_send())

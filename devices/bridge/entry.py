@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import replace
 from typing import Any
 
-from devices.channel_layer.jsonsafe import value_json
+from devices.channel_layer.jsonsafe import scalar_json, value_json
 from devices.sources.batch_calls import batcher_for
 from devices.sources.source import UNSUPPORTED, ChannelInfo, PropertyEvent, Source, SourceSink, ValueEvent
 
@@ -293,15 +292,8 @@ class PvEntry:
         if event is None:
             return "null"
         if self._encoded_for is not event:
-            value = event[0]
-            if type(value) is float and _isfinite(value):
-                text = repr(value)  # what json.dumps writes (and ophyd-websocket sends), at a third of the cost
-            elif type(value) is int:
-                text = str(value)
-            else:
-                is_char = self.info is not None and self.info.kind == "char"
-                text = value_json(value, char_array=is_char)
-            self._encoded_for, self._encoded_text = event, text
+            is_char = self.info is not None and self.info.kind == "char"
+            self._encoded_for, self._encoded_text = event, scalar_json(event[0], char_array=is_char)
         return self._encoded_text
 
     def value_message(self) -> dict[str, Any]:
@@ -382,7 +374,6 @@ def _with_property(info: ChannelInfo, event: PropertyEvent) -> ChannelInfo:
 
 
 _SCALARS = frozenset({float, int, str, bool})
-_isfinite = math.isfinite
 
 
 def _size(value: Any) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+_isfinite = math.isfinite
 _std_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
@@ -61,6 +62,18 @@ def value_json(value: Any, *, char_array: bool = False) -> str:
             value = value.astype(np.float64)
         return orjson.dumps(np.ascontiguousarray(value), option=orjson.OPT_SERIALIZE_NUMPY).decode()
     return _dumps(to_jsonable(value, char_array=char_array))
+
+
+def scalar_json(value: Any, *, char_array: bool = False) -> str:
+    """JSON text of a value, with finite floats and ints (nearly every scalar update, every
+    timestamp and severity) written without a call into the encoder: ``repr`` is what
+    ``json.dumps`` writes (and ophyd-websocket sends), at a third of the cost."""
+    kind = type(value)
+    if kind is float and _isfinite(value):
+        return repr(value)
+    if kind is int:
+        return str(value)
+    return value_json(value, char_array=char_array)
 
 
 def _array_to_list(array: np.ndarray) -> list[Any]:

@@ -2,10 +2,11 @@
 
 Clients never join channel-layer groups themselves (measured several times slower, see
 ARCHITECTURE.md). The hub leases a PV from the bridge when its first local client
-subscribes; the bridge then sends the PV's updates to the hub's channel, batched per tick
-(``pv.batch``). The hub keeps each PV's latest value and metadata so a new client is served
-at once, and hands each update to every local client's mailbox. Leases are renewed, so a
-crashed worker's PVs are released.
+subscribes; the bridge then sends the PV's updates batched per tick: an embedded bridge (on
+this loop) hands them over as Python objects (``channel_layer.local``), a bridge elsewhere
+sends them to the hub's channel as one ``pv.batch`` message. The hub keeps each PV's latest
+value and metadata so a new client is served at once, and hands each update to every local
+client's mailbox. Leases are renewed, so a crashed worker's PVs are released.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -38,19 +39,14 @@ class Update:
     def __init__(self, kind: str, msg: dict[str, Any]) -> None:
         self.kind = kind
         self.msg = msg
-        self._texts: dict[Any, str] = {}
+        self._texts: dict[Hashable, str] = {}
 
-    def text(self, variant: Any, render: Any) -> str:
+    def text(self, variant: Hashable, render: Callable[..., str], *args: Any) -> str:
+        """The client text of ``variant``: ``render(*args)`` the first time it is asked for,
+        then the same string (arguments, not a closure: this runs per update and client)."""
         text = self._texts.get(variant)
         if text is None:
-            text = self._texts[variant] = render()
-        return text
-
-    def cached(self, variant: Any) -> str | None:
-        return self._texts.get(variant)
-
-    def keep(self, variant: Any, text: str) -> str:
-        self._texts[variant] = text
+            text = self._texts[variant] = render(*args)
         return text
 
     @property
@@ -275,10 +271,8 @@ class Hub:
         kind = message.get("type")
         if kind == m.PV_BATCH:
             self._on_batch(message.get("updates") or "[]")
-        elif kind == m.PV_VALUE:
-            self._on_update(Update("value", message))
-        elif kind == m.PV_META:
-            self._on_update(Update("meta", message))
+        elif kind == m.PV_VALUE or kind == m.PV_META:
+            self.on_updates([message])
         elif kind == m.ACCESS_CHANGED:
             user_id = message.get("user_id")
             for listener in list(self._registry_listeners):

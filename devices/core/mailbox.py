@@ -8,7 +8,9 @@ that lets replies pile up past ``max_replies``, is reported stuck.
 
 A client may ask for batches (``set_batch``): then PV data goes out at most once per window,
 all of it pending in one text frame holding a JSON array, which costs a big display one frame
-and one parse per window instead of one per update. Replies are never batched or delayed.
+and one parse per window instead of one per update. A frame holds at most BATCH_MAX_CHARS;
+the rest of the window's data follows at once in further frames. Replies are never batched
+or delayed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ Send = Callable[[Payload], Awaitable[None]]
 SendMany = Callable[[list[str]], Awaitable[None]]
 # Frames handed to ``send_many`` at once: bounds what one call puts past flow control.
 BULK_MAX = 256
+# Characters of texts in one batch frame: under the 1 MiB a websockets client accepts by
+# default (its max_size); what does not fit goes in the next frame at once.
+BATCH_MAX_CHARS = 1 << 20
 
 
 class Mailbox:
@@ -48,6 +53,7 @@ class Mailbox:
         self._stalled = False
         self._window = 0.0  # batching window in seconds; 0 = one frame per message
         self._last_batch = float("-inf")  # loop time the previous batch frame began to go out
+        self._owed = 0  # entries of the current window that did not fit its frames so far
         self._holding = False  # data waits for the window: only replies and close wake the sender
         self.sent = 0
         self.replaced = 0
@@ -78,12 +84,14 @@ class Mailbox:
         Only for text payloads (the PV sockets): bytes and tuples are never joined.
         """
         self._window = max(0.0, float(window_s))
+        self._owed = 0
         self._ready.set()  # a sender holding data for the old window looks again
 
     def drop(self, key_prefix: Hashable) -> None:
         """Forget waiting PV data whose key starts with ``key_prefix`` (after unsubscribe)."""
         for key in [k for k in self._latest if isinstance(k, tuple) and k[0] == key_prefix]:
             del self._latest[key]
+        self._owed = min(self._owed, len(self._latest))
 
     def pending(self) -> int:
         return len(self._latest) + len(self._replies)
@@ -98,15 +106,37 @@ class Mailbox:
         if self._window <= 0:
             return self._latest.pop(next(iter(self._latest)))
         now = loop.time()  # only here: the unbatched path stays as cheap as it was
-        if now < self._last_batch + self._window:
+        if not self._owed and now < self._last_batch + self._window:
             return None
         texts = list(self._latest.values())
         if not all(isinstance(t, str) for t in texts):  # never joined: send one at a time
             return self._latest.pop(next(iter(self._latest)))
-        self._latest.clear()
-        self._last_batch = now
+        if not self._owed:
+            self._last_batch = now
+        texts = self._take_batch(texts)
         # Each text is already one JSON object: joining them is the whole encoding.
         return "[" + ",".join(texts) + "]"
+
+    def _take_batch(self, texts: list[str]) -> list[str]:
+        """The waiting ``texts`` (in key order) that fit one frame of BATCH_MAX_CHARS, at least
+        one; the rest, first in key order, is owed: the next frame goes at once."""
+        latest = self._latest
+        if len(texts) + 1 + sum(map(len, texts)) <= BATCH_MAX_CHARS:  # with commas and brackets
+            latest.clear()
+            self._owed = 0
+            return texts
+        size, count = 1, 0
+        for text in texts:
+            size += len(text) + 1
+            if count and size > BATCH_MAX_CHARS:
+                break
+            count += 1
+        for key in list(islice(latest, count)):
+            del latest[key]
+        # Only what waited when the window closed is owed (newer data waits for the next
+        # window); it is first in key order, as a replaced value keeps its key's place.
+        self._owed = len(latest) if not self._owed else min(len(latest), max(0, self._owed - count))
+        return texts[:count]
 
     def _take_bulk(self) -> list[str] | None:
         """Up to BULK_MAX waiting texts in one go, when the sender can take several, no reply

@@ -6,12 +6,9 @@ is told), never once per client. Shapes follow ophyd-websocket 0.1.1 and pycaser
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from devices.channel_layer.jsonsafe import dumps
-
-_isfinite = math.isfinite
+from devices.channel_layer.jsonsafe import dumps, scalar_json
 
 
 def _bool(flag: bool) -> str:
@@ -31,24 +28,14 @@ def _name(name: str) -> str:
     return text
 
 
-def _number(value: Any) -> str:
-    """A timestamp or severity as JSON; the common types without a call into the encoder."""
-    kind = type(value)
-    if kind is float and _isfinite(value):
-        return repr(value)
-    if kind is int:
-        return str(value)
-    return dumps(value)
-
-
 def pv_value_text(msg: dict[str, Any], writable: bool, name: str | None = None) -> str:
     """pv-socket value message; ``writable`` is the write access this client has, ``name``
     the client's spelling of the PV when it differs from the topic. Built for every update
     (once per variant): the cheapest string building measured here."""
     return (
-        f'{{"pv":{_name(name or msg["pv"])},"value":{msg["value"]},"timestamp":{_number(msg["timestamp"])},'
+        f'{{"pv":{_name(name or msg["pv"])},"value":{msg["value"]},"timestamp":{scalar_json(msg["timestamp"])},'
         f'"connected":{_bool(msg["connected"])},"read_access":{_bool(msg["read_access"])},'
-        f'"write_access":{_bool(msg["write_access"] and writable)},"severity":{_number(msg.get("severity"))}}}'
+        f'"write_access":{_bool(msg["write_access"] and writable)},"severity":{scalar_json(msg.get("severity"))}}}'
     )
 
 

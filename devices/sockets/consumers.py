@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import cached_property
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -15,6 +17,7 @@ from devices.access.principal_cache import principal_cached
 from devices.access.rules import Principal
 from devices.access.selectors import principal_for, principal_now
 from devices.access.settings import current_policy
+from devices.core.mailbox import SendMany
 from devices.services.runtime import get_hub
 from qsconsole.interlock import current_interlock
 
@@ -22,6 +25,8 @@ from .device_session import DeviceSession
 from .monitor_session import MonitorSession
 from .pv_session import PvSession
 from .session import Session
+
+AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class SessionConsumer(AsyncWebsocketConsumer):
@@ -42,7 +47,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         client = self.scope.get("client") or ("?", 0)
         self.session = self.session_class(hub=hub, settings=settings.OAS, send=self._send_text,
                                           close=self._close, guard=guard, client=f"{client[0]}:{client[1]}",
-                                          interlock=current_interlock, send_many=self._send_many())
+                                          interlock=current_interlock, send_many=self._server_send_texts())
 
     async def _guard(self) -> Guard:
         """Who this socket is (session user or API token) and from where, fixed at connect."""
@@ -78,25 +83,25 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if self.session is not None:
             await self.session.end()
 
-    async def _send_text(self, text: str) -> None:
-        send = self.__dict__.get("_data")
-        if send is None:
-            send = self._data = _data_send(self.base_send)
-        await send({"type": "websocket.send", "text": text})
+    @cached_property
+    def _data(self) -> AsgiSend:
+        """The ASGI send for data frames (found once; then a plain attribute)."""
+        return _data_send(self.base_send)
 
-    def _send_many(self) -> Any:
+    async def _send_text(self, text: str) -> None:
+        await self._data({"type": "websocket.send", "text": text})
+
+    def _server_send_texts(self) -> SendMany | None:
         """The server's ``send_texts`` (ophydsite/ws_protocol.py: several frames, one flow
         control wait) when the ASGI send beneath the wrappers belongs to it; else None."""
-        send = self.__dict__.get("_data")
-        if send is None:
-            send = self._data = _data_send(self.base_send)
-        return getattr(getattr(send, "__self__", None), "send_texts", None)
+        send_texts: SendMany | None = getattr(getattr(self._data, "__self__", None), "send_texts", None)
+        return send_texts
 
     async def _close(self, code: int) -> None:
         await self.close(code)
 
 
-def _data_send(send: Any) -> Any:
+def _data_send(send: AsgiSend) -> AsgiSend:
     """The ASGI send beneath Channels' session wrapper, for data frames.
 
     The wrapper looks at the session on every message to decide whether to save it, which it

@@ -92,10 +92,10 @@ class DeviceSession(Session):
         signal = sub.signal_of(topic)
         if update.kind == "meta":
             text = update.text(("dev-meta", writable, connected),
-                               lambda: wire.device_meta_text(update.msg, device, signal, writable, connected))
+                               wire.device_meta_text, update.msg, device, signal, writable, connected)
         else:
             text = update.text(("dev-value", writable, connected),
-                               lambda: wire.device_value_text(update.msg, device, signal, writable, connected))
+                               wire.device_value_text, update.msg, device, signal, writable, connected)
         self.mailbox.put_latest((topic, update.kind), text)
 
     def _redeliver(self, device: str) -> None:

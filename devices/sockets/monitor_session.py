@@ -35,11 +35,11 @@ class MonitorSession(Session):
         if self._conn_sent.get(pv) != connected:
             self._conn_sent[pv] = connected
             self.mailbox.put_latest((pv, "connection"), update.text(
-                ("mon-conn", connected, name), lambda: wire.connection_text(name, connected)))
+                ("mon-conn", connected, name), wire.connection_text, name, connected))
         if update.kind == "value" and connected:
             units = self._units(pv)
             self.mailbox.put_latest((pv, "monitor"), update.text(
-                ("mon-value", units, name), lambda: wire.monitor_text(update.msg, units, name)))
+                ("mon-value", units, name), wire.monitor_text, update.msg, units, name))
 
     def shown(self, name: str) -> str:
         return self.spellings.shown(name)

@@ -49,12 +49,8 @@ class PvSession(Session):
         spelled = self.spellings.spelled(pv)
         if spelled is not None:
             variant = (variant, spelled)
-        text = update.cached(variant)
-        if text is None:
-            writable = mode == READ_WRITE
-            render = wire.pv_meta_text if update.kind == "meta" else wire.pv_value_text
-            text = update.keep(variant, render(update.msg, writable, spelled))
-        return text
+        render = wire.pv_meta_text if update.kind == "meta" else wire.pv_value_text
+        return update.text(variant, render, update.msg, mode == READ_WRITE, spelled)
 
     def shown(self, name: str) -> str:
         return self.spellings.shown(name)

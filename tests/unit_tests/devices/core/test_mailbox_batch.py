@@ -4,7 +4,7 @@ window, replies alone and first, and unchanged single frames while batching is o
 import asyncio
 import json
 
-from devices.core.mailbox import Mailbox
+from devices.core.mailbox import BATCH_MAX_CHARS, Mailbox
 
 
 class Socket:
@@ -161,3 +161,51 @@ async def test_close_wakes_a_sender_holding_data_for_the_window():
     box.close()
     await asyncio.wait_for(task, 1)  # ends without waiting out the window
     assert len(socket.sent) == 1
+
+
+async def test_a_batch_over_the_size_cap_goes_in_several_frames_one_after_the_other():
+    socket = Socket()
+    box, _ = make(socket)
+    box.set_batch(10.0)  # a window far longer than this test: the frames after the first do not wait for it
+    texts = [value(f"PV{i}", "x" * 1000) for i in range(3000)]  # ~3 MB waiting at once
+    for i, text in enumerate(texts):
+        box.put_latest((f"PV{i}", "value"), text)
+    task = asyncio.create_task(box.run())
+    await until(lambda: box.pending() == 0)
+    assert len(socket.sent) == 3
+    assert all(len(frame) <= BATCH_MAX_CHARS for frame in socket.sent)
+    assert [m for frame in socket.sent for m in json.loads(frame)] == [json.loads(t) for t in texts]  # in key order
+    task.cancel()
+
+
+async def test_a_text_larger_than_the_cap_goes_alone_as_a_one_element_array():
+    socket = Socket()
+    box, _ = make(socket)
+    box.set_batch(10.0)
+    huge = value("WAVE", "x" * (BATCH_MAX_CHARS + 10))
+    box.put_latest(("A", "value"), value("A", 1))
+    box.put_latest(("WAVE", "value"), huge)
+    box.put_latest(("B", "value"), value("B", 2))
+    task = asyncio.create_task(box.run())
+    await until(lambda: len(socket.sent) == 3)
+    assert socket.sent == ["[" + value("A", 1) + "]", "[" + huge + "]", "[" + value("B", 2) + "]"]
+    task.cancel()
+
+
+async def test_data_newer_than_a_split_batch_waits_for_the_next_window():
+    socket = Socket()
+    box, _ = make(socket)
+    box.set_batch(10.0)
+    big = "x" * 600_000  # two do not fit one frame
+    for pv in ("A", "B", "C"):
+        box.put_latest((pv, "value"), value(pv, big))
+    socket.gate.clear()
+    task = asyncio.create_task(box.run())
+    await asyncio.sleep(0.02)  # the first frame (A) is in flight, blocked
+    box.put_latest(("D", "value"), value("D", big))  # came after the window closed
+    socket.gate.set()
+    await until(lambda: len(socket.sent) == 3)
+    assert [json.loads(frame)[0]["pv"] for frame in socket.sent] == ["A", "B", "C"]
+    await asyncio.sleep(0.1)
+    assert len(socket.sent) == 3 and box.pending() == 1  # D goes a window after A, not at once
+    task.cancel()
