@@ -184,12 +184,13 @@ async def test_serve_demo_shows_live_values(tmp_path, ca_repeater):
                     values.append(msg["value"])
             assert len(set(values)) > 1  # it moves
         async with websockets.connect(f"{proc.ws}/api/v1/device-socket") as conn:
-            await conn.send(json.dumps({"action": "subscribe", "devices": ["motor1", "slit", "stage"], "id": 1}))
+            devices = ["motor1", "slit", "stage", "async_motor", "pva_beam"]  # ophyd and ophyd-async
+            await conn.send(json.dumps({"action": "subscribe", "devices": devices, "id": 1}))
             seen: set[str] = set()
-            while seen != {"motor1", "slit", "stage"}:
+            while seen != set(devices):
                 msg = json.loads(await asyncio.wait_for(conn.recv(), 15))
                 if msg.get("id") == 1:
-                    assert msg["subscribed"] == ["motor1", "slit", "stage"], msg
+                    assert msg["subscribed"] == devices, msg
                 if "value" in msg and msg.get("sub_type") != "meta" and msg["connected"]:
                     seen.add(msg["device"])
         assert 'id="camera"' in page and "camera-socket" in page  # the start page shows the camera
