@@ -27,12 +27,14 @@ class Spellings:
         topics: list[str] = []
         for spelling in request.names:
             try:
-                topic = self.topic(spelling, known)
+                topic = topic_of(spelling, self._default)
             except PvNameError as exc:
                 request.invalid.append((spelling, str(exc)))
                 continue
-            if topic not in topics:  # (two spellings of one PV in one request)
-                topics.append(topic)
+            if topic in topics:  # a second spelling of one PV in this request: the first stands
+                continue
+            topics.append(topic)
+            self.topic(spelling, known)
         request.names = topics
 
     def topic(self, spelling: str, known: Container[str]) -> str:
