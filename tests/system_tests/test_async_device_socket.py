@@ -39,7 +39,8 @@ class Counters(StandardReadable):
 amotor = Motor("TST:mtr2")                       # named by its variable
 counters = Counters("CIO:")
 gain = soft_signal_rw(float, 1.5, name="gain")
-label = epics_signal_rw(str, "TST:label", name="label")
+label = soft_signal_rw(str, "start", name="label")
+asp = epics_signal_rw(float, "CIO:sp1")          # (the demo IOC is shared: its PVs keep their values)
 broken = epics_signal_r(float, "NOPE:never:there", name="broken")
 v1_sp = EpicsSignal("TST:m1:sp", name="v1_sp")   # ophyd v1 beside them
 '''
@@ -67,9 +68,9 @@ async def test_async_devices_stream_set_and_stop_like_v1_ones(server):
     proc, _ = server
     async with websockets.connect(f"{proc.ws}/api/v1/device-socket") as conn:
         await conn.send(json.dumps({"action": "subscribe", "devices": ["amotor", "counters", "gain", "label",
-                                                                         "v1_sp", "broken"], "id": 1}))
+                                                                         "asp", "v1_sp", "broken"], "id": 1}))
         summary = await read_until(conn, lambda m: m.get("id") == 1)
-        assert summary["subscribed"] == ["amotor", "counters", "gain", "label", "v1_sp"], summary
+        assert summary["subscribed"] == ["amotor", "counters", "gain", "label", "asp", "v1_sp"], summary
         assert [f["device"] for f in summary["failed"]] == ["broken"]
         meta = await read_until(conn, lambda m: m.get("device") == "amotor" and m.get("sub_type") == "meta"
                                 and m.get("signal") == "amotor_user_readback" and m.get("connected"))
@@ -78,7 +79,7 @@ async def test_async_devices_stream_set_and_stop_like_v1_ones(server):
         while len(steps) < 5:  # a C counter through ophyd-async: every scan, +1 each
             steps.append((await read_until(conn, value_of("counters_fast")))["value"])
         assert {round(b - a, 6) for a, b in zip(steps, steps[1:], strict=False)} == {1.0}, steps
-        for i, (device, value) in enumerate([("gain", 2.75), ("label", "async"), ("v1_sp", 3.5)]):
+        for i, (device, value) in enumerate([("gain", 2.75), ("label", "async"), ("asp", 6.5), ("v1_sp", 3.5)]):
             await conn.send(json.dumps({"action": "set", "device": device, "value": value, "id": f"s{i}"}))
             done, _ = await each(conn, lambda m, i=i: m.get("id") == f"s{i}",
                                  lambda m, d=device, v=value: m.get("device") == d and m.get("value") == v
