@@ -1,11 +1,15 @@
 """Which Channel Access library pyepics loads, decided before anything imports ophyd.
 
-One EPICS base per process: epicscorelibs' (EPICS 7), which p4p and aioca (ophyd-async's CA
-layer) load too. pyepics' bundled libca is a separate EPICS 3.16 build: with it, aioca loaded
-first binds pyepics' libca to epicscorelibs' symbols (it loads RTLD_GLOBAL) and the process
-crashed (SIGSEGV, heap corruption; docs/design.md). ophyd makes the same choice when it is
-imported first; pinning it here makes it independent of import order. ``PYEPICS_LIBCA`` set in
-the environment still wins.
+pyepics' own libca (a separate EPICS build, with its own libComPYEPICS), in every process:
+ophyd would point pyepics at epicscorelibs' libca whenever that is installed (p4p needs it) and
+ophyd is imported first, so which one a process got depended on import order.
+
+p4p and aioca (ophyd-async's CA layer) load epicscorelibs' EPICS 7 libraries beside it. p4p
+loads them locally: no clash. aioca loads them RTLD_GLOBAL, so pyepics' libca must be loaded
+before aioca is imported, or pyepics' symbols bind into epicscorelibs' libraries and the
+process crashes (measured: docs/design.md). It is: every process attaches pyepics' CA context
+(devices/sources/ca_context.py) before running startup files, and the ophyd-async runtime
+attaches first thing on its thread. ``PYEPICS_LIBCA`` set in the environment still wins.
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ import os
 import warnings
 
 
-def epics_libca() -> str:
-    """The path of epicscorelibs' libca (no library is loaded here)."""
-    from epicscorelibs.path import get_lib
+def pyepics_libca() -> str:
+    """The path of the libca that pyepics ships (no library is loaded here)."""
+    from importlib.resources import files
 
-    return str(get_lib("ca"))
+    from epics.ca import clib_search_path
+
+    return str(files("epics.clibs") / clib_search_path("ca"))
 
 
-def pin_epics_libca() -> None:
-    os.environ.setdefault("PYEPICS_LIBCA", epics_libca())
+def pin_pyepics_libca() -> None:
+    os.environ.setdefault("PYEPICS_LIBCA", pyepics_libca())
     # ophyd imports epicscorelibs' pyepics hook, which warns when epics.ca is already imported;
     # it leaves a PYEPICS_LIBCA already set alone, which is what is wanted here.
     warnings.filterwarnings("ignore", message="epicscorelibs.path.pyepics must be imported before epics.ca")

@@ -8,7 +8,7 @@ from subprocess import Popen
 import pytest
 
 from devices.sources.ca_context import attach as attach_ca
-from ophydsite.epics_libs import pin_epics_libca
+from ophydsite.epics_libs import pin_pyepics_libca
 from tests.support.ad_ioc_process import ad_ioc_fixture
 from tests.support.c_ioc import CIocProcess, typed_ioc_process
 from tests.support.dual_ioc import DualIocProcess
@@ -22,9 +22,9 @@ from tests.support.ioc import IocProcess, configure_ca_client_env, free_port, st
 # inherit it.
 # ---------------------------------------------------------------------------
 
-# epicscorelibs' libca in every test process, whatever the import order, as in production
+# pyepics' own libca in every test process, whatever the import order, as in production
 # (ophydsite/epics_libs.py; set here too because this runs before Django's settings).
-pin_epics_libca()
+pin_pyepics_libca()
 
 IOC_PORT = free_port()
 RESTARTABLE_IOC_PORT = free_port()
