@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import websockets
 
+from tests.support.ioc import IocProcess, free_port
 from tests.support.server import ServerProcess
 from tests.support.wsclient import each, read_until
 
@@ -36,7 +38,7 @@ class Counters(StandardReadable):
         self.target = epics_signal_rw(float, prefix + "sp0")
         super().__init__(name=name)
 
-amotor = Motor("TST:mtr2")                       # named by its variable
+amotor = Motor("AMOT:mtr2")                      # named by its variable (an IOC of this module's)
 counters = Counters("CIO:")
 gain = soft_signal_rw(float, 1.5, name="gain")
 label = soft_signal_rw(str, "start", name="label")
@@ -47,12 +49,24 @@ v1_sp = EpicsSignal("TST:m1:sp", name="v1_sp")   # ophyd v1 beside them
 
 
 @pytest.fixture(scope="module")
-def server(ioc, c_ioc, tmp_path_factory) -> Iterator[tuple[ServerProcess, str]]:
+def motor_ioc(ca_repeater) -> Iterator[IocProcess]:
+    """A demo IOC of this module's own for the motor it moves and stops: the session's demo IOC
+    is shared, and its motors keep whatever state a test leaves behind."""
+    proc = IocProcess("AMOT:", free_port())
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def server(ioc, c_ioc, motor_ioc, tmp_path_factory) -> Iterator[tuple[ServerProcess, str]]:
     folder = tmp_path_factory.mktemp("startup")
     (folder / "devices.py").write_text(STARTUP)
     database = tmp_path_factory.mktemp("db") / "async.sqlite3"
+    addresses = f"{os.environ['EPICS_CA_ADDR_LIST']} 127.0.0.1:{motor_ioc.port}"
     proc = ServerProcess({"OAS_STARTUP_DIR": str(folder), "DATABASE_URL": f"sqlite:///{database}",
-                          "OAS_ANONYMOUS_WRITES": "true", "OAS_SCALAR_RATE_HZ": "0"}).start(timeout=60)
+                          "OAS_ANONYMOUS_WRITES": "true", "OAS_SCALAR_RATE_HZ": "0",
+                          "EPICS_CA_ADDR_LIST": addresses}).start(timeout=60)
     yield proc, str(database)
     proc.stop()
 
