@@ -24,6 +24,7 @@ import caproto
 from caproto.asyncio.server import Context
 from caproto.server.common import DisconnectedCircuit
 
+from .circuit import SturdyCircuit
 from .ioc_pvs import DemoPVs
 
 log = logging.getLogger(__name__)
@@ -183,9 +184,10 @@ async def run_context(ctx: Any, *, port: int, prefix: str, exit_with_parent: boo
     fixtures and ``serve --demo`` wait for), and end with the parent when asked to.
 
     Every caproto IOC of the project (demo, Area Detector test IOC, benchmark) runs here, so
-    each gets TCP_NODELAY on its client sockets.
+    each gets TCP_NODELAY on its client sockets and circuits that survive a dropped channel.
     """
     accept_without_nagle(ctx)
+    ctx.CircuitClass = SturdyCircuit
 
     async def announce(async_lib: Any) -> None:
         # caproto silently falls back to a random TCP port when the asked one is taken.
