@@ -118,10 +118,21 @@ def queue_server(tmp_path_factory: pytest.TempPathFactory):
 ad_ioc = ad_ioc_fixture(AD_IOC_PORT)
 
 
+OUTPUT_TAIL = 4000  # characters of a process's output shown with a failed test
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
-    """Keep each test's outcome on it, so fixtures (browser screenshots) know it failed."""
+    """Keep each test's outcome on it, so fixtures (browser screenshots) know it failed; on a
+    failure, add the end of the stderr of every IOC or server process the test used."""
     report = yield
     if report.when == "call":
         item.rep_call = report  # type: ignore[attr-defined]
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if not type(value).__module__.startswith("tests.support"):
+                continue
+            text = getattr(value, "stderr_text", None) or getattr(value, "output", None)
+            if callable(text):
+                report.sections.append((f"output of fixture {name}", text()[-OUTPUT_TAIL:]))
     return report

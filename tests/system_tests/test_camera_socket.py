@@ -28,6 +28,7 @@ class Viewer:
         from ophydsite.asgi import application
 
         self.comm = WebsocketCommunicator(application, PATH)
+        self.texts: list[dict[str, Any]] = []  # every text message, for a timeout's report
 
     async def __aenter__(self) -> Viewer:
         connected, _ = await self.comm.connect(timeout=10)
@@ -42,9 +43,18 @@ class Viewer:
 
     async def next(self, timeout: float = 10.0) -> dict[str, Any] | bytes:
         while True:
-            event = await asyncio.wait_for(self.comm.output_queue.get(), timeout)
+            try:
+                event = await asyncio.wait_for(self.comm.output_queue.get(), timeout)
+            except TimeoutError:
+                stats = {key: feed.stats for key, feed in camera_feeds().items()}
+                raise AssertionError(f"nothing more within {timeout:.1f} s; text messages so far: "
+                                     f"{self.texts[-8:]}; feeds: {stats}") from None
             if event["type"] == "websocket.send":
-                return event["bytes"] if event.get("bytes") is not None else json.loads(event["text"])
+                if event.get("bytes") is not None:
+                    return event["bytes"]
+                message = json.loads(event["text"])
+                self.texts.append(message)
+                return message
             if event["type"] == "websocket.close":
                 raise ConnectionError(f"closed with {event.get('code')}")
 
