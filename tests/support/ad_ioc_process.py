@@ -7,14 +7,12 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import pytest
 
-from devices.demo.procio import read_line
-from tests.support.ioc import HOST, PROJECT_ROOT, START_TIMEOUT, IocProcess
+from tests.support.ioc import HOST, IocProcess
 
 
 class AdIocProcess(IocProcess):
@@ -23,19 +21,9 @@ class AdIocProcess(IocProcess):
     def pv(self, data_type: str, suffix: str) -> str:
         return f"{self.prefix}{data_type}:{suffix}"
 
-    def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Spawn the IOC and return once it printed READY; raise with its stderr otherwise."""
-        if self.running:
-            raise RuntimeError(f"AD IOC {self.prefix} is already running")
-        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the IOC
-        cmd = [sys.executable, "-m", "tests.support.ad_ioc", "--prefix", self.prefix, "--host", HOST,
-               "--port", str(self.port), "--exit-with-parent", *self.extra_args]
-        self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=self._stderr)
-        line = read_line(self.proc, timeout)
-        if line != f"READY {self.prefix} {self.port}":
-            self.stop()
-            raise RuntimeError(f"AD IOC {self.prefix} on port {self.port} did not come up "
-                               f"(stdout {line!r}):\n{self.stderr_text()}")
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tests.support.ad_ioc", "--prefix", self.prefix, "--host", HOST,
+                "--port", str(self.port), "--exit-with-parent", *self.extra_args]
 
 
 def searched_free_port() -> int:

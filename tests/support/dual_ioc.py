@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from typing import IO
+
+from tests.support.child import ChildProcess
 
 PREFIX = "DUAL:"
 MBBO_STATES = ["Off", "On", "Fault"]
@@ -99,27 +98,24 @@ def main() -> None:
 # --- the test side ------------------------------------------------------------------------------
 
 
-class DualIocProcess:
+class DualIocProcess(ChildProcess):
     """``python -m tests.support.dual_ioc`` on free loopback ports; ``stop`` kills it as a crash
     would, ``start`` again serves on the same ports."""
+
+    label = "dual IOC"
 
     def __init__(self) -> None:
         from devices.demo.ports import free_ca_port
 
+        super().__init__()
         ports: set[int] = set()
         while len(ports) < 3:
             ports.add(free_ca_port())
         self.ca_port, self.pva_port, self.pva_broadcast_port = sorted(ports)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
 
     @staticmethod
     def pvname(suffix: str) -> str:
         return PREFIX + suffix
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def client_env(self) -> dict[str, str]:
         """CA and PVA client variables that find this IOC and nothing else."""
@@ -136,39 +132,15 @@ class DualIocProcess:
         """The PVA part of ``client_env``, for a p4p ``Context(conf=..., useenv=False)``."""
         return {k: v for k, v in self.client_env().items() if k.startswith("EPICS_PVA_")}
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "tests.support.dual_ioc", "--ca-port", str(self.ca_port),
+                "--pva-port", str(self.pva_port), "--pva-broadcast-port", str(self.pva_broadcast_port)]
+
+    def ready(self, line: str) -> bool:
+        return line == f"READY {self.ca_port} {self.pva_port} {self.pva_broadcast_port}"
+
     def start(self, timeout: float = START_TIMEOUT) -> None:
-        from devices.demo.procio import read_line
-
-        from .ioc import PROJECT_ROOT
-
-        if self.running:
-            raise RuntimeError("the dual IOC is already running")
-        self._stderr = tempfile.TemporaryFile()  # a file: a full pipe would block the IOC
-        command = [sys.executable, "-m", "tests.support.dual_ioc", "--ca-port", str(self.ca_port),
-                   "--pva-port", str(self.pva_port), "--pva-broadcast-port", str(self.pva_broadcast_port)]
-        self.proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=self._stderr)
-        line = read_line(self.proc, timeout)
-        expected = f"READY {self.ca_port} {self.pva_port} {self.pva_broadcast_port}"
-        if line != expected:
-            self.stop()
-            raise RuntimeError(f"dual IOC did not come up (stdout {line!r}):\n{self.stderr_text()}")
-
-    def stop(self) -> None:
-        """SIGKILL the IOC (no clean shutdown) and reap it."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.proc = None
-
-    def stderr_text(self) -> str:
-        if self._stderr is None:
-            return ""
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
+        super().start(timeout)  # softioc takes longer to come up than the caproto IOCs
 
 
 if __name__ == "__main__":

@@ -13,19 +13,19 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import epics
 
 from devices.demo.ca_repeater import start_repeater as _start_repeater
 from devices.demo.ports import free_ca_port
-from devices.demo.procio import read_line
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from .child import PROJECT_ROOT, START_TIMEOUT, ChildProcess
+
+__all__ = ["HOST", "PROJECT_ROOT", "START_TIMEOUT", "IocProcess", "configure_ca_client_env", "free_port",
+           "start_repeater"]
+
 HOST = "127.0.0.1"
-START_TIMEOUT = 15.0
 
 
 def free_port() -> int:
@@ -59,61 +59,25 @@ def start_repeater() -> subprocess.Popen[bytes]:
     return _start_repeater(int(os.environ["EPICS_CA_REPEATER_PORT"]), HOST, START_TIMEOUT)
 
 
-class IocProcess:
+class IocProcess(ChildProcess):
     """One demo IOC subprocess on 127.0.0.1:``port``; ``stop`` kills it like a crash would."""
 
     def __init__(self, prefix: str, port: int, extra_args: list[str] | None = None) -> None:
+        super().__init__()
         self.prefix = prefix
         self.port = port
         self.extra_args = list(extra_args or [])
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
+        self.label = f"IOC {prefix} on port {port}"
 
     def pvname(self, suffix: str) -> str:
         return f"{self.prefix}{suffix}"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "devices.demo.ioc", "--prefix", self.prefix, "--host", HOST,
                 "--port", str(self.port), "--exit-with-parent", *self.extra_args]
 
-    def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Spawn the IOC and return once it printed READY; raise with its stderr otherwise."""
-        if self.running:
-            raise RuntimeError(f"IOC {self.prefix} is already running")
-        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the IOC
-        self.proc = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                                     stderr=self._stderr)
-        line = read_line(self.proc, timeout)
-        if line != f"READY {self.prefix} {self.port}":
-            self.stop()
-            raise RuntimeError(f"IOC {self.prefix} on port {self.port} did not come up "
-                               f"(stdout {line!r}):\n{self.stderr_text()}")
-
-    def stop(self) -> None:
-        """SIGKILL the IOC (no clean CA shutdown, as when an IOC dies) and reap it."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def stderr_text(self) -> str:
-        """What the IOC (the last one started) wrote to stderr."""
-        if self._stderr is None:
-            return ""
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
+    def ready(self, line: str) -> bool:
+        return line == f"READY {self.prefix} {self.port}"
 
     def channel_counts(self, timeout: float = 3.0) -> dict[str, int]:
         """``diag:channels``: open CA channels per PV name, over all clients.

@@ -22,39 +22,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from devices.demo.procio import read_line
+from tests.support.child import ChildProcess
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 15.0
 DOUBLE_LIMITS = (-5.0, 5.0)  # control limits of ``double``; display limits are -10..10
 ENUM_CHOICES = ["Off", "On", "Fault"]
 CUSTOM_ID = "ophydsite:test/Custom:1.0"
 
 
-class PvaServerProcess:
+class PvaServerProcess(ChildProcess):
     """The test server subprocess; ``stop`` kills it as a crash would, ``restart`` brings it
     back on the same ports."""
 
+    label = "PVA server"
+
     def __init__(self, prefix: str = "PVA:") -> None:
+        super().__init__()
         self.prefix = prefix
         self.conf: dict[str, str] | None = None  # the server's own, once started
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._stderr: IO[bytes] | None = None
 
     def pvname(self, suffix: str) -> str:
         return f"{self.prefix}{suffix}"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def client_conf(self) -> dict[str, str]:
         """Configuration for a p4p client ``Context`` that finds this server and nothing else."""
@@ -63,41 +55,18 @@ class PvaServerProcess:
                 "EPICS_PVA_BROADCAST_PORT")
         return {key: self.conf[key] for key in keys if key in self.conf}
 
-    def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Spawn the server (on the ports of its previous run, if any) and wait for READY."""
-        if self.running:
-            raise RuntimeError("the PVA server is already running")
+    def command(self) -> list[str]:
+        """The server, on the ports of its previous run if any."""
         command = [sys.executable, "-m", "tests.support.pva_server", "--prefix", self.prefix]
         if self.conf is not None:
             command += ["--conf", json.dumps(self.conf)]
-        self._stderr = tempfile.TemporaryFile()  # a file: a full pipe would block the server
-        self.proc = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=self._stderr)
-        line = read_line(self.proc, timeout)
+        return command
+
+    def ready(self, line: str) -> bool:
         if not line.startswith("READY "):
-            self.stop()
-            raise RuntimeError(f"PVA server did not come up (stdout {line!r}):\n{self.stderr_text()}")
+            return False
         self.conf = json.loads(line[len("READY "):])
-
-    def stop(self) -> None:
-        """SIGKILL the server (no clean shutdown) and reap it."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def stderr_text(self) -> str:
-        if self._stderr is None:
-            return ""
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
+        return True
 
 
 # --- the server side (runs in the subprocess) ------------------------------------------------
