@@ -4,7 +4,6 @@ subprocess, a free port that libca already searches, and the pytest fixture."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -12,6 +11,7 @@ from typing import Any, Literal
 
 import pytest
 
+from devices.demo.ports import is_free
 from tests.support.ioc import HOST, IocProcess
 
 
@@ -36,21 +36,9 @@ def searched_free_port() -> int:
     for entry in reversed(os.environ.get("EPICS_CA_ADDR_LIST", "").split()):
         host, _, port = entry.rpartition(":")
         if host == HOST and port.isdigit():
-            if free_ca_port_is(int(port)):
+            if is_free(int(port)):
                 return int(port)
     raise RuntimeError("no port of EPICS_CA_ADDR_LIST is free for the AD IOC")
-
-
-def free_ca_port_is(port: int) -> bool:
-    """Whether ``port`` on 127.0.0.1 is free for both TCP and UDP right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-        try:
-            tcp.bind((HOST, port))
-            udp.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 Scope = Literal["session", "package", "module", "class", "function"]

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from devices.demo.ports import free_ca_port
+
 PROJECT = Path(__file__).resolve().parents[2]
 
 
 def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port for a server process, outside the ephemeral range (devices/demo/ports.py)."""
+    return free_ca_port()
 
 
 class ServerProcess:
