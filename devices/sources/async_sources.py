@@ -6,8 +6,11 @@ loop through its inbox, as CaSource does. Metadata comes from the signal's datak
 (``describe()``): units, precision, control limits (else display limits) and choices, which
 map to a CA-like enum (the value as an index into ``enum_strs``).
 
-ophyd-async reports no disconnects of its signals (aioca monitors are made without
-``notify_disconnect``): a signal counts as connected once its connect succeeded.
+ophyd-async reports no disconnects of its signals (its aioca and p4p monitors are made without
+``notify_disconnect``), so each source of a CA or PVA signal also keeps a connection watch
+(async_connection.py): the sink hears ``source_connection(False)`` when the IOC or server goes
+away and ``True`` once it is back, when ophyd-async's own monitor resumes the values. Soft
+signals cannot disconnect.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 from ophyd_async.core import SignalR, SignalW
 
+from .async_connection import ConnectionWatch, watch_connection
 from .async_runtime import AsyncRuntime, describe_error, runtime
 from .inbox import inbox_for
 from .source import ChannelInfo, PropertyEvent, PutCallback, SourceSink, ValueEvent
@@ -56,6 +60,7 @@ class AsyncSignalSource:
         self._ready: concurrent.futures.Future[ChannelInfo] | None = None
         self._choices: tuple[str, ...] | None = None
         self._subscribed = False
+        self._watch: ConnectionWatch | None = None
         self._closed = False
         self._lock = threading.Lock()
         self.error: str | None = None  # why the signal did not connect
@@ -86,7 +91,24 @@ class AsyncSignalSource:
         if isinstance(self._signal, SignalR):
             self._signal.subscribe_reading(self._on_reading)  # may call back at once
             self._subscribed = True
+        await self._watch_connection()
         return info
+
+    async def _watch_connection(self) -> None:
+        """Connection changes from now on (CA and PVA signals); a failure only loses them."""
+        try:
+            watch = await watch_connection(self._signal.source, self._on_connection)
+        except Exception:  # noqa: BLE001 - values still stream without it
+            log.exception("watching the connection of %s", self.name)
+            return
+        if watch is not None and self._closed:  # closed meanwhile: _unsubscribe may have run
+            watch.close()
+            return
+        self._watch = watch
+
+    def _on_connection(self, connected: bool) -> None:
+        """Runs on the ophyd-async runtime's loop. Must not block."""
+        self._hand_off(self._sink.source_connection, connected)
 
     async def _refine(self, info: ChannelInfo) -> ChannelInfo:
         """Hook: facts the signal's own datakey does not carry."""
@@ -169,6 +191,9 @@ class AsyncSignalSource:
             log.exception("closing %s", self.name)
 
     async def _unsubscribe(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
         if self._subscribed:
             self._subscribed = False
             self._signal.clear_sub(self._on_reading)

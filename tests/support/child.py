@@ -35,6 +35,10 @@ class ChildProcess:
         """Whether ``line``, the first the process printed, says it serves as asked."""
         raise NotImplementedError
 
+    def env(self) -> dict[str, str] | None:
+        """The process's environment; None: this process's own."""
+        return None
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -44,7 +48,7 @@ class ChildProcess:
         if self.running:
             raise RuntimeError(f"{self.label} is already running")
         self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, env=self.env(), stdout=subprocess.PIPE,
                                      stderr=self._stderr)
         line = read_line(self.proc, timeout)
         if not self.ready(line):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from ophyd_async.epics.motor import Motor
 from devices.sources.async_runtime import connect_devices_blocking
 from devices.sources.async_sources import AsyncMovableSource, AsyncSignalSource
 from devices.sources.source import ChannelInfo, PropertyEvent, ValueEvent
+from tests.support.child import ChildProcess
 from tests.support.ioc import HOST, PROJECT_ROOT, free_port
 
 pytestmark = pytest.mark.system
@@ -177,6 +177,51 @@ async def test_a_failing_put_reports_the_reason(restartable_ioc):
             await asyncio.to_thread(source.close)
 
 
+# --- connection: an IOC killed and restarted --------------------------------------------
+
+# libca re-searches a lost channel on its 10 s "disconnect governor" tick or on a new beacon,
+# so a reconnect takes up to ~10 s after the restart (test_demo_ioc.py); PVA reconnects sooner.
+RECONNECT_BOUND_S = 20.0
+DISCONNECT_BOUND_S = 3.0
+
+
+async def until_reconnected(sink: Sink, stopped: Any, started: Any) -> tuple[float, float]:
+    """Kill the server (``stopped``), wait for the disconnect, restart it (``started``), wait for
+    the reconnect and new values; (seconds to the disconnect, seconds after restart to values)."""
+    killed_at = time.monotonic()
+    await asyncio.to_thread(stopped)
+    await sink.until(lambda: sink.connection[-1] is False, DISCONNECT_BOUND_S)
+    down_s = time.monotonic() - killed_at
+    before = len(sink.values)
+    await asyncio.to_thread(started)
+    restarted_at = time.monotonic()
+    await sink.until(lambda: sink.connection[-1] is True, RECONNECT_BOUND_S)
+    await sink.until(lambda: len(sink.values) >= before + 3, 5.0)  # ophyd-async's monitor resumed
+    return down_s, time.monotonic() - restarted_at
+
+
+async def test_a_killed_ioc_is_reported_disconnected_and_reconnects_with_values(restartable_ioc):
+    loop = asyncio.get_running_loop()
+    sink = Sink()
+    name = restartable_ioc.pvname("sine")  # 10 Hz
+    source = AsyncSignalSource("async:sine", loop, sink, epics_signal_r(float, f"ca://{name}", name="sine"))
+    try:
+        await opened(source)
+        await sink.until(lambda: len(sink.values) >= 2)
+        # The watch shares ophyd-async's channel (aioca: one per PV and loop): still one at the IOC.
+        assert (await asyncio.to_thread(restartable_ioc.channel_counts))[name] == 1
+        down_s, up_s = await until_reconnected(sink, restartable_ioc.stop, restartable_ioc.start)
+        print(f"CA: disconnected after {down_s:.2f} s, values again {up_s:.2f} s after the restart")
+        assert sink.connection == [True, False, True]
+        assert abs(sink.values[-1].timestamp - time.time()) < 5
+    finally:
+        await asyncio.to_thread(source.close)
+    count = len(sink.values)
+    await asyncio.to_thread(restartable_ioc.stop)  # closed: the watch is gone too
+    await asyncio.sleep(0.5)
+    assert sink.connection == [True, False, True] and len(sink.values) == count
+
+
 # --- connecting devices -----------------------------------------------------------------
 
 
@@ -298,38 +343,56 @@ async def test_motor_stop_ends_the_move_short_of_its_target(restartable_ioc):
 # --- PV Access (pva://) through ophyd-async's p4p backend ---------------------------------
 
 
-@pytest.fixture(scope="module")
-def pva_ioc() -> Iterator[str]:
-    """bench/cioc.py serving PVA (QSRV2) on loopback ports of its own; yields its prefix.
+class PvaCIoc(ChildProcess):
+    """bench/cioc.py serving PVA (QSRV2) on loopback ports of its own; ``stop`` kills it as a
+    crash would, ``start`` serves on the same ports again."""
 
-    ophyd-async makes one p4p Context per process, from the EPICS_PVA_* environment at its
-    first pva:// connect: the client variables are set here, before that."""
+    prefix = "APVA:"
+    label = "PVA C IOC"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ca_port, self.pva_port, self.broadcast = (free_port() for _ in range(3))
+
+    def pvname(self, suffix: str) -> str:
+        return f"{self.prefix}{suffix}"
+
+    def client_env(self) -> dict[str, str]:
+        return {"EPICS_PVA_ADDR_LIST": HOST, "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+                "EPICS_PVA_SERVER_PORT": str(self.pva_port), "EPICS_PVA_BROADCAST_PORT": str(self.broadcast)}
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "EPICS_PVAS_INTF_ADDR_LIST": HOST, "EPICS_PVAS_SERVER_PORT": str(self.pva_port),
+                "EPICS_PVAS_BROADCAST_PORT": str(self.broadcast), "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+                "EPICS_PVAS_BEACON_ADDR_LIST": HOST}
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(PROJECT_ROOT / "bench" / "cioc.py"), "--prefix", self.prefix, "--count", "2",
+                "--rate", "10", "--setpoints", "1", "--big-size", "16", "--big-rate", "1", "--host", HOST,
+                "--port", str(self.ca_port), "--pva"]
+
+    def ready(self, line: str) -> bool:
+        return line == f"READY {self.prefix} {self.ca_port}"
+
+
+@pytest.fixture(scope="module")
+def pva_ioc() -> Iterator[PvaCIoc]:
+    """The module's PVA server, pointed at by ophyd-async's one p4p Context per process, which
+    reads the EPICS_PVA_* environment at its first pva:// connect: set here, before that. A
+    test may kill and restart it (on the same ports: the context keeps finding it)."""
     from ophyd_async.epics.core import _p4p
 
     if _p4p._context is not None:
         pytest.skip("ophyd-async's PVA context was made earlier in this process, for other servers")
-    ports = [free_port() for _ in range(3)]
-    ca_port, pva_port, broadcast = ports
-    server_env = {"EPICS_PVAS_INTF_ADDR_LIST": HOST, "EPICS_PVAS_SERVER_PORT": str(pva_port),
-                  "EPICS_PVAS_BROADCAST_PORT": str(broadcast), "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-                  "EPICS_PVAS_BEACON_ADDR_LIST": HOST}
-    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "bench" / "cioc.py"), "--prefix", "APVA:",
-                             "--count", "2", "--rate", "10", "--setpoints", "1", "--big-size", "16",
-                             "--big-rate", "1", "--host", HOST, "--port", str(ca_port), "--pva"],
-                            cwd=PROJECT_ROOT, env={**os.environ, **server_env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    client_env = {"EPICS_PVA_ADDR_LIST": HOST, "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-                  "EPICS_PVA_SERVER_PORT": str(pva_port), "EPICS_PVA_BROADCAST_PORT": str(broadcast)}
+    ioc = PvaCIoc()
+    client_env = ioc.client_env()
     saved = {name: os.environ.get(name) for name in client_env}
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line == f"READY APVA: {ca_port}", line
+        ioc.start()
         os.environ.update(client_env)
-        yield "APVA:"
+        yield ioc
     finally:
-        proc.kill()
-        proc.wait()
+        ioc.stop()
         for name, value in saved.items():  # other modules' PVA clients are not pointed here
             if value is None:
                 os.environ.pop(name, None)
@@ -341,8 +404,8 @@ async def test_pva_signals_stream_and_set_beside_channel_access(pva_ioc, c_ioc):
     loop = asyncio.get_running_loop()
     counter, setpoint, ca_counter = Sink(), Sink(), Sink()
     sources = [
-        AsyncSignalSource("pva:v0", loop, counter, epics_signal_r(float, f"pva://{pva_ioc}v0", name="pv0")),
-        AsyncSignalSource("pva:sp0", loop, setpoint, epics_signal_rw(float, f"pva://{pva_ioc}sp0", name="psp0")),
+        AsyncSignalSource("pva:v0", loop, counter, epics_signal_r(float, f"pva://{pva_ioc.prefix}v0", name="pv0")),
+        AsyncSignalSource("pva:sp0", loop, setpoint, epics_signal_rw(float, f"pva://{pva_ioc.prefix}sp0", name="psp0")),
         AsyncSignalSource("ca:v4", loop, ca_counter, epics_signal_r(float, f"ca://{c_ioc.pvname('v4')}", name="cv4")),
     ]
     try:
@@ -359,3 +422,22 @@ async def test_pva_signals_stream_and_set_beside_channel_access(pva_ioc, c_ioc):
     finally:
         for source in sources:
             await asyncio.to_thread(source.close)
+
+
+async def test_a_killed_pva_server_is_reported_disconnected_and_reconnects_with_values(pva_ioc):
+    loop = asyncio.get_running_loop()
+    sink = Sink()
+    signal = epics_signal_r(float, f"pva://{pva_ioc.pvname('v1')}", name="pv1")  # 10 Hz
+    source = AsyncSignalSource("pva:v1", loop, sink, signal)
+    try:
+        await opened(source)
+        await sink.until(lambda: len(sink.values) >= 2)
+        down_s, up_s = await until_reconnected(sink, pva_ioc.stop, pva_ioc.start)
+        print(f"PVA: disconnected after {down_s:.2f} s, values again {up_s:.2f} s after the restart")
+        assert sink.connection == [True, False, True]
+        recent = sink.values[-2:]
+        assert recent[1].value - recent[0].value == pytest.approx(1.0)  # the restarted IOC counting
+    finally:
+        await asyncio.to_thread(source.close)
+        if pva_ioc.proc is None:
+            await asyncio.to_thread(pva_ioc.start)  # the module's other tests need it
