@@ -38,11 +38,17 @@ async def read_until(conn: Any, where: Any, timeout: float = 15.0) -> dict[str, 
     import asyncio
     import json
 
-    async with asyncio.timeout(timeout):
-        while True:
-            message = json.loads(await conn.recv())
-            if where(message):
-                return message
+    skipped: list[Any] = []  # for the report of a timeout
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = json.loads(await conn.recv())
+                if where(message):
+                    return message
+                skipped.append(message)
+    except TimeoutError:
+        raise TimeoutError(f"no awaited message within {timeout:g} s; {len(skipped)} others came, "
+                             f"the last: {skipped[-6:]}") from None
 
 
 async def each(conn: Any, *wanted: Any, timeout: float = 15.0) -> list[dict[str, Any]]:
