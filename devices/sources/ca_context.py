@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from epics import ca
 
+from . import pyepics_fix
 from .batch_calls import set_epilogue
 
 _lock = threading.Lock()
@@ -30,6 +31,7 @@ def attach() -> None:
         if not _created:
             os.environ.setdefault("EPICS_CA_MAX_ARRAY_BYTES", "20000000")  # before libca starts
             ca.initialize_libca()
+            pyepics_fix.install()
             _created = True
     ca.use_initial_context()
 

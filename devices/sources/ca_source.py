@@ -80,8 +80,9 @@ class CaSource:
         """
         for attempt in range(4):
             try:
-                self._pv = _PrivatePV(self.name, form="time", auto_monitor=False,
-                                      connection_callback=self._on_connection, access_callback=self._on_access)
+                with channel_lock(self.name):
+                    self._pv = _PrivatePV(self.name, form="time", auto_monitor=False,
+                                          connection_callback=self._on_connection, access_callback=self._on_access)
                 return
             except ca.ChannelAccessException:
                 if attempt == 3:
@@ -243,10 +244,11 @@ class CaSource:
         chid = pv.chid
         self._drop_subscriptions()
         pv.disconnect()  # our callbacks leave the channel, so `_unused` sees only others
-        cleared = chid is not None and _unused(self.name)
-        if cleared:
-            ca.clear_channel(chid)
-            ca.flush_io()
+        with channel_lock(self.name):
+            cleared = chid is not None and _unused(self.name)
+            if cleared:
+                ca.clear_channel(chid)
+                ca.flush_io()
         self._create()  # on a shared channel this simply re-attaches
         return cleared
 
@@ -275,8 +277,9 @@ class CaSource:
             self._drop_subscriptions()
             pv.clear_callbacks()
             pv.disconnect()
-            if chid is not None and _unused(self.name):
-                ca.clear_channel(chid)
+            with channel_lock(self.name):
+                if chid is not None and _unused(self.name):
+                    ca.clear_channel(chid)
         except Exception:  # noqa: BLE001 - releasing must never break the bridge
             log.exception("releasing %s", self.name)
 
@@ -302,6 +305,19 @@ class _PrivatePV(epics.PV):
 def _log_failure(future: Any) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.error("subscribing failed", exc_info=future.exception())
+
+
+# pyepics shares one channel per name among PV objects. Deciding that nobody else uses a channel
+# and clearing it must not interleave with another source attaching a new PV object to it (a
+# bridge entry released while a camera opens the same PV): a clear in between would leave that
+# PV on a dead channel, silently. (The clear/create race across names is pyepics_fix.py's.)
+_CHANNEL_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def channel_lock(name: str) -> threading.Lock:
+    """The lock that attaching to and clearing the channel ``name`` take (never held in a CA
+    callback, so holding it across a libca call cannot deadlock)."""
+    return _CHANNEL_LOCKS[hash(name) % len(_CHANNEL_LOCKS)]
 
 
 def _unused(name: str) -> bool:

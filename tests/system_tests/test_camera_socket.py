@@ -48,7 +48,8 @@ class Viewer:
             except TimeoutError:
                 stats = {key: feed.stats for key, feed in camera_feeds().items()}
                 raise AssertionError(f"nothing more within {timeout:.1f} s; text messages so far: "
-                                     f"{self.texts[-8:]}; feeds: {stats}") from None
+                                     f"{self.texts[-8:]}; feeds: {stats}; channels: {channel_states()}\n"
+                                     f"{ca_thread_stacks()}") from None
             if event["type"] == "websocket.send":
                 if event.get("bytes") is not None:
                     return event["bytes"]
@@ -75,6 +76,36 @@ class Viewer:
                 picture = Image.open(io.BytesIO(msg))
                 picture.load()
                 return picture
+
+
+def channel_states() -> dict[str, object]:
+    """pyepics' view of the camera feeds' channels: (connected, libca's channel state)."""
+    from epics import ca
+
+    states = {}
+    for key in camera_feeds():
+        for name in key.partition(":")[2].replace("|", ",").split(","):
+            entry = ca.get_cache(name)
+            if entry is None:
+                states[name] = "no channel"
+            elif getattr(entry, "chid", None) is None:
+                states[name] = f"being created: {type(entry).__name__}"
+            else:
+                states[name] = (entry.conn, ca.state(entry.chid))
+    return states
+
+
+def ca_thread_stacks() -> str:
+    """Where threads that are in pyepics or the CA sources are (a stalled channel open)."""
+    import sys
+    import traceback
+
+    out = []
+    for ident, frame in sys._current_frames().items():
+        stack = "".join(traceback.format_stack(frame))
+        if "epics" in stack or "ca_source" in stack:
+            out.append(f"thread {ident}:\n{stack}")
+    return "\n".join(out)
 
 
 def camera_feeds():
