@@ -9,9 +9,11 @@ from camera.api import router as camera_router
 from devices.access.dry_run import access_dry_run
 from devices.access.login import ThrottledLoginView
 from devices.rest.api import api
+from devices.rest.qserver_api import router as qserver_router
 from devices.web import admin_views, views
 
 api.add_router("/", camera_router)
+api.add_router("/qserver", qserver_router)
 
 admin.site.site_header = "ophydsite"
 admin.site.site_title = "ophydsite"

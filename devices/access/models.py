@@ -21,6 +21,7 @@ class AccessRule(models.Model):
         ANY = "any", "PVs and devices"
         PV = "pv", "PVs"
         DEVICE = "device", "devices"
+        QSERVER = "qserver", "Queue Server actions (queue:*, run:*, environment:*)"
 
     class Level(models.IntegerChoices):
         NONE = 0, "none"
@@ -30,7 +31,7 @@ class AccessRule(models.Model):
     name = models.CharField(max_length=100, unique=True)
     pattern = models.CharField(max_length=500, help_text="Matched against the whole name (anchored)")
     syntax = models.CharField(max_length=5, choices=Syntax.choices, default=Syntax.GLOB)
-    target = models.CharField(max_length=6, choices=Target.choices, default=Target.ANY)
+    target = models.CharField(max_length=10, choices=Target.choices, default=Target.ANY)
     level = models.IntegerField(choices=Level.choices)
     users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
     groups = models.ManyToManyField(Group, blank=True, related_name="+",
@@ -95,6 +96,7 @@ class AuditEntry(models.Model):
         NOT_CONNECTED = "not_connected", "not connected"
         READ_ONLY = "read_only", "read-only"
         IOC_ERROR = "ioc_refused", "IOC error"
+        QSERVER_REFUSED = "qserver_refused", "refused by the Queue Server"
         INTERLOCKED = "interlocked", "interlocked"
         OTHER = "other", "other error"
 

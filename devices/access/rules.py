@@ -17,6 +17,7 @@ from enum import IntEnum
 
 from devices.channel_layer.pvnames import SEPARATOR, PvNameError, qualified, source_of
 
+QSERVER = "qserver"  # the kind of a Queue Server action (name: the action, e.g. ``run:pause``)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -57,7 +58,7 @@ class Rule:
     pattern: str
     level: Level
     syntax: str = "glob"  # "glob" | "regex"; both anchored (the whole name must match)
-    target: str = "any"  # "pv" | "device" | "any"
+    target: str = "any"  # "pv" | "device" | "any" (PVs and devices) | "qserver" (queue actions)
     users: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()
     networks: tuple[Network, ...] = ()
@@ -68,8 +69,8 @@ class Rule:
         object.__setattr__(self, "_compiled", re.compile(source))
 
     def matches(self, *, name: str, kind: str, principal: Principal, address: str | None) -> bool:
-        if self.target not in ("any", kind):
-            return False
+        if self.target != kind and not (self.target == "any" and kind != QSERVER):
+            return False  # "any" predates Queue Server actions: a broad PV rule must not grant them
         if self.users or self.groups:
             if principal.username is None:
                 return False
@@ -112,13 +113,22 @@ class Decision:
 
 def decide(rules: list[Rule] | tuple[Rule, ...], *, principal: Principal, name: str, kind: str,
            address: str | None, policy: Policy) -> Decision:
-    """The access ``principal`` has to PV or device ``name`` (``kind`` "pv"/"device") from ``address``."""
+    """The access ``principal`` has to PV or device ``name`` (``kind`` "pv"/"device") from ``address``,
+    or to Queue Server action ``name`` (kind "qserver": only a rule of that target, or the
+    'write where no rule decides' permission, lets anyone act; anonymous clients get none)."""
     if principal.anonymous and policy.auth_required:
         return Decision(Level.NONE, None, "OAS_AUTH_REQUIRED: log in or send an API token")
     matching = [r for r in rules if r.matches(name=name, kind=kind, principal=principal, address=address)]
     if matching:
         best = max(matching, key=lambda r: r.level)  # the first of the highest, in rule order
         decision = Decision(best.level, best.name, f"rule {best.name!r} grants {best.level.name.lower()}")
+    elif kind == QSERVER:
+        level = Level.WRITE if principal.default_write else Level.NONE
+        decision = Decision(level, None, "default policy for Queue Server actions" + (
+            " (the user may write where no rule decides)" if principal.default_write else
+            ": acting needs an access rule of target 'qserver'" + (
+                " and a login" if principal.anonymous else
+                " or the 'write where no rule decides' permission")))
     elif principal.anonymous:
         level = Level.WRITE if policy.anonymous_writes else Level.READ
         decision = Decision(level, None, "default policy for anonymous clients")

@@ -70,6 +70,9 @@ class OasSettings:
     # A Queue Server status answer is reused this long, so a burst of writes asks once.
     qserver_status_cache_s: float = 1.0
     qserver_timeout_s: float = 2.0
+    # Queue actions (add a plan, pause, open the environment …): how long the Queue Server may
+    # take to answer one; environment open/close and queue edits answer at once, not when done.
+    qserver_action_timeout_s: float = 10.0
     # The Queue Server's console publisher (start-re-manager --zmq-publish-console ON).
     zmq_host: str = "localhost"
     zmq_port: int = 60625
