@@ -29,3 +29,12 @@ def chromium_path() -> Path | None:
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
         subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], env=env, capture_output=True, timeout=600)
     return CHROMIUM if CHROMIUM.exists() else None
+
+
+async def log_in(tab, base: str, name: str, password: str) -> None:
+    """Log ``tab`` in through the login page of the server at ``base``."""
+    await tab.goto(base + "/accounts/login/")
+    await tab.fill("input[name=username]", name)
+    await tab.fill("input[name=password]", password)
+    await tab.click("button[type=submit], input[type=submit]")
+    await tab.wait_for_load_state()

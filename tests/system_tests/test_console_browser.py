@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from tests.support.browser import log_in
 from tests.support.server import PROJECT, ServerProcess
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(240)]
@@ -25,14 +26,6 @@ AccessRule.objects.create(name="operators-pva", pattern="pva://DEMO:pva:set*", l
 User.objects.create_user("operator", password="op-pass-123").groups.add(writers)
 User.objects.create_user("visitor", password="vi-pass-123")
 """
-
-
-async def log_in(tab, base: str, name: str, password: str) -> None:
-    await tab.goto(base + "/accounts/login/")
-    await tab.fill("input[name=username]", name)
-    await tab.fill("input[name=password]", password)
-    await tab.click("button[type=submit], input[type=submit]")
-    await tab.wait_for_load_state()
 
 
 async def test_log_in_watch_set_and_see_a_refusal(page, tmp_path, ca_repeater):

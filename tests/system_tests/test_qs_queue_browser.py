@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import log_in
 from tests.support.ioc import free_port
 from tests.support.qserver import API_KEY
 from tests.support.server import PROJECT, ServerProcess
@@ -84,14 +85,6 @@ def tidy(queue_server, site) -> Iterator[None]:
         assert queue_server.call("POST", "/environment/close")["success"]
         queue_server.wait_for(lambda s: s.get("worker_environment_exists") is False and idle(s), 60,
                               "the environment to close")
-
-
-async def log_in(tab, base: str, name: str, password: str) -> None:
-    await tab.goto(base + "/accounts/login/")
-    await tab.fill("input[name=username]", name)
-    await tab.fill("input[name=password]", password)
-    await tab.click("button[type=submit], input[type=submit]")
-    await tab.wait_for_load_state()
 
 
 async def until(tab, condition: str, timeout: float = 20.0) -> None:
