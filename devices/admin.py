@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 from devices.startup.services import startup_file_check, startup_file_save
 
 from .admin_readonly import ReadOnlyAdmin
-from .models import AllowedOrigin, DeviceRecord, StartupFile, StartupFileVersion
+from .models import AllowedOrigin, DeviceRecord, QserverRegistryState, StartupFile, StartupFileVersion
 
 
 class StartupFileForm(forms.ModelForm):
@@ -106,13 +106,23 @@ class StartupFileVersionAdmin(ReadOnlyAdmin, SuperuserOnly, admin.ModelAdmin):
 class DeviceRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """Read-only: the registry as the bridge last loaded it, with live connection state."""
 
-    change_list_template = "admin/devices/reload_button.html"
-    list_display = ["name", "device_class", "library", "source", "connected", "state_at"]
-    list_filter = ["connected", "library", "device_class"]
+    change_list_template = "admin/devices/device_list.html"
+    list_display = ["name", "device_class", "library", "origin_kind", "qserver_allowed", "source", "connected",
+                    "state_at"]
+    list_filter = ["connected", "library", "origin_kind", "qserver_allowed", "device_class"]
     ordering = ["name"]
     search_fields = ["name", "device_class", "source"]
-    fields = ["name", "device_class", "library", "source", "connected", "state_at", "component_tree", "updated_at"]
+    fields = ["name", "device_class", "library", "origin_kind", "qserver_allowed", "source", "connected", "state_at",
+              "component_tree", "updated_at"]
     readonly_fields = fields
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """With OAS_QSERVER_DEVICES on, say how the last ask of the Queue Server went."""
+        extra = dict(extra_context or {})
+        if settings.OAS.qserver_devices:
+            extra["qserver_state"] = QserverRegistryState.objects.filter(pk=1).first()
+            extra["qserver_mode"] = settings.OAS.qserver_devices
+        return super().changelist_view(request, extra_context=extra)
 
     @admin.display(description="Components")
     def component_tree(self, obj: DeviceRecord) -> SafeString:
@@ -128,6 +138,16 @@ def _tree_html(nodes: list[Any]) -> SafeString:
          f" · {n['pv']}" if n.get("pv") else "", _tree_html(n["children"]) if n.get("children") else "")
         for n in nodes if isinstance(n, dict)))
     return format_html('<ul class="component-tree">{}</ul>', items)
+
+
+@admin.register(QserverRegistryState)
+class QserverRegistryStateAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    """Read-only: what the bridge last heard from the Queue Server about its devices."""
+
+    list_display = ["__str__", "user_group", "ok", "asked_at", "last_good_at"]
+    readonly_fields = ["mode", "user_group", "ok", "error", "how", "asked_at", "last_good_at", "allowed",
+                       "not_allowed", "clashes", "files"]
+    fields = readonly_fields
 
 
 @admin.register(AllowedOrigin)

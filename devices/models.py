@@ -61,6 +61,11 @@ class DeviceRecord(models.Model):
     library = models.CharField(max_length=20, default="ophyd", help_text="ophyd or ophyd-async")
     components = models.JSONField(default=list, blank=True)
     source = models.CharField(max_length=500)
+    origin_kind = models.CharField(max_length=10, default="folder", choices=[
+        ("folder", "startup folder"), ("database", "database file"), ("qserver", "Queue Server")],
+        verbose_name="from", help_text="Where its startup file is")
+    qserver_allowed = models.BooleanField(null=True, verbose_name="Queue Server allows",
+                                          help_text="Whether the Queue Server allows it (OAS_QSERVER_DEVICES)")
     connected = models.BooleanField(null=True, help_text="All signals connected (updated by the bridge)")
     state_at = models.DateTimeField(null=True, blank=True, help_text="When the connection state last changed")
     updated_at = models.DateTimeField(auto_now=True)
@@ -72,6 +77,29 @@ class DeviceRecord(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class QserverRegistryState(models.Model):
+    """The last time the bridge asked the Queue Server for its devices (one row, pk 1)."""
+
+    mode = models.CharField(max_length=10, blank=True, help_text="OAS_QSERVER_DEVICES: only, merge or off")
+    user_group = models.CharField(max_length=100, blank=True)
+    ok = models.BooleanField(default=False, help_text="The last ask succeeded")
+    error = models.TextField(blank=True, help_text="Why the last ask failed; the last good devices stay")
+    how = models.CharField(max_length=300, blank=True)
+    asked_at = models.DateTimeField(null=True, blank=True)
+    last_good_at = models.DateTimeField(null=True, blank=True)
+    allowed = models.JSONField(default=list, blank=True, help_text="Device names the Queue Server allows")
+    not_allowed = models.JSONField(default=list, blank=True,
+                                   help_text="Defined by its startup code but not allowed: not registered")
+    clashes = models.JSONField(default=dict, blank=True, help_text="Name -> our startup file whose device lost")
+    files = models.JSONField(default=list, blank=True, help_text="Its startup files at the last load")
+
+    class Meta:
+        verbose_name = "Queue Server device source"
+
+    def __str__(self) -> str:
+        return f"Queue Server devices ({self.mode or 'off'})"
 
 
 class AllowedOrigin(models.Model):

@@ -41,9 +41,10 @@ class QsHttp:
         self.timeout_s = timeout_s
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> QsReply:
-        return await asyncio.to_thread(self._call, method, path, body)
+        return await asyncio.to_thread(self.call_blocking, method, path, body)
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> QsReply:
+    def call_blocking(self, method: str, path: str, body: dict[str, Any] | None = None) -> QsReply:
+        """The same request on the calling thread (for code already off the loop)."""
         where = f"the Queue Server at {self.base_url}"
         try:
             response = requests.request(method, self.base_url + path, json=body, timeout=self.timeout_s,

@@ -21,11 +21,13 @@ from devices.startup.registry import DeviceRegistry
 from devices.startup.reload import registry_reload
 from devices.startup.status import device_states, device_states_record
 from ophydsite.settings.oas import OasSettings
+from qsconsole.qs_http import qs_http_client
 from qsconsole.relay import ConsoleRelay
 
 from .device_sources import DevicePlans, device_source
 from .entry import PvEntry, SourceFactory
 from .publisher import Publisher
+from .qserver_follow import QserverFollower
 from .setter import SetOutcome, perform_set
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,11 @@ class Bridge:
         # client connecting while the bridge starts is not told its device does not exist.
         self._first_load = asyncio.Event()
         self.console = ConsoleRelay(layer=layer, publisher=self.publisher)
+        self.qserver: QserverFollower | None = None
+        if settings.qserver_devices:
+            self.qserver = QserverFollower(client=qs_http_client(settings, timeout_s=settings.qserver_timeout_s),
+                                           period_s=settings.qserver_devices_poll_s,
+                                           reload=lambda: self._start_reload("", "qserver"))
 
     async def run(self) -> None:
         """Serve until cancelled, then release every channel."""
@@ -74,6 +81,8 @@ class Bridge:
             asyncio.create_task(self._housekeeping(), name="bridge-housekeeping"),
             asyncio.create_task(self._device_states(), name="bridge-device-states"),
         ]
+        if self.qserver is not None:
+            self._tasks.append(asyncio.create_task(self._follow_qserver(), name="bridge-qserver-devices"))
         self.started.set()
         if self._settings.load_devices_on_start:
             self._start_reload("", "startup")  # devices load when the bridge starts, as in ophyd-websocket
@@ -271,7 +280,7 @@ class Bridge:
             entry.holds -= 1
         self.publisher.to_channel((hub, "reply", request), hub, _reply(request, outcome))
 
-    def _start_reload(self, hub: str, request: str) -> None:
+    def _start_reload(self, hub: str, request: str) -> asyncio.Task[None]:
         """Reload the device registry in a thread; one reload at a time, replies in order."""
         async def run() -> None:
             async with self._reload_lock:
@@ -280,6 +289,8 @@ class Bridge:
                 except Exception as exc:  # noqa: BLE001 - report, never crash the bridge
                     log.exception("device reload failed")
                     outcome = {"status": "error", "errors": {"reload": repr(exc)}, "devices": self.registry.names()}
+                if self.qserver is not None:
+                    self.qserver.reloaded(outcome)
                 self._reloads += 1
                 try:
                     await self.devices_reloaded()
@@ -292,7 +303,15 @@ class Bridge:
                 self.publisher.to_channel((hub, "reply", request), hub,
                                           {"type": m.REPLY, "request": request, "outcome": outcome})
 
-        self._track(asyncio.create_task(run()))
+        task = asyncio.create_task(run())
+        self._track(task)
+        return task
+
+    async def _follow_qserver(self) -> None:
+        """Reload when the Queue Server's devices change (after the startup load)."""
+        assert self.qserver is not None
+        await self._first_load.wait()
+        await self.qserver.run()
 
     async def _device_states(self) -> None:
         """Keep the admin's device list showing each device's connection state."""

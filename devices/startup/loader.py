@@ -7,6 +7,7 @@ it hangs and the others still load. This is blocking code: callers run it off th
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from devices.sources.async_plan import is_async_device
 from devices.sources.async_runtime import connect_devices_blocking, runtime
 from devices.sources.ca_context import attach
 
+from .profile_compat import InertRunEngine, InertShell, inert_run_engine, without_magics
 from .sources import StartupSource
 
 
@@ -32,8 +34,11 @@ class FileResult:
     origin: str
     ok: bool
     devices: list[str] = field(default_factory=list)
+    kind: str = "folder"  # the source's: folder | database | qserver
+    variables: dict[str, str] = field(default_factory=dict)  # device name -> the variable holding it
     error: str | None = None
     duration_s: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what was skipped (IPython magics, RunEngines)
 
 
 @dataclass
@@ -72,6 +77,7 @@ def load_sources(sources: list[StartupSource], *, timeout_s: float) -> LoadResul
                     if id(obj) not in before and getattr(obj, "name", None) and obj.name not in result.devices:
                         objects[obj.name] = obj
                         result.devices.append(obj.name)
+                        result.variables[obj.name] = variable
                         before.add(id(obj))
         results.append(result)
     connect_errors = _connect_async(objects, results, timeout_s)
@@ -124,25 +130,39 @@ def _ophyd_in(value: Any) -> list[Any]:
 def _run_one(source: StartupSource, namespace: dict[str, Any], timeout_s: float) -> FileResult:
     started = time.monotonic()
     outcome: dict[str, str | None] = {"error": None}
+    text, notes = source.code, []
+    profile = source.kind == "qserver"
+    if profile:  # the RE Manager's startup code: an IPython profile that builds a RunEngine
+        text, notes = without_magics(text)
+        shell = InertShell(notes)
+        namespace["get_ipython"] = lambda: shell
+        namespace["__file__"] = source.origin
+    engines_before = {id(v) for v in namespace.values() if isinstance(v, InertRunEngine)}
 
     runtime().loop()  # ophyd-async's loop runs (as bluesky's) before a file's ``init_devices``
 
     def run() -> None:
         attach()  # ophyd's EpicsSignal creates CA channels in this thread
         try:
-            code = compile(source.code, source.origin, "exec")
+            code = compile(text, source.origin, "exec")
             exec(code, namespace)  # noqa: S102 - running startup files is this module's job
         except BaseException:  # noqa: BLE001 - SystemExit in a startup file is an error too
             outcome["error"] = traceback.format_exc()
 
     worker = threading.Thread(target=run, name=f"startup:{source.name}", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
+    with inert_run_engine() if profile else contextlib.nullcontext():
+        worker.start()
+        worker.join(timeout_s)
     duration = round(time.monotonic() - started, 6)
     if worker.is_alive():
         frame = sys._current_frames().get(worker.ident or -1)
         where = "".join(traceback.format_stack(frame)) if frame is not None else ""
         error = f"{source.name} did not finish within {timeout_s:g} s; it was at:\n{where}"
-        return FileResult(source.name, source.origin, ok=False, error=error, duration_s=duration)
+        return FileResult(source.name, source.origin, ok=False, error=error, duration_s=duration, notes=notes,
+                          kind=source.kind)
+    notes += [f"{variable} = RunEngine(...) kept as configuration only; not started (the RE Manager runs plans)"
+              for variable, value in list(namespace.items())
+              if isinstance(value, InertRunEngine) and id(value) not in engines_before]
     error = outcome["error"]
-    return FileResult(source.name, source.origin, ok=error is None, error=error, duration_s=duration)
+    return FileResult(source.name, source.origin, ok=error is None, error=error, duration_s=duration, notes=notes,
+                      kind=source.kind)

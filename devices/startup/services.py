@@ -54,7 +54,7 @@ def startup_sources(*, startup_dir: str | None) -> list[StartupSource]:
     can override a file from disk in the admin without touching the disk.
     """
     from_dir = sources_from_path(startup_dir)
-    from_db = [StartupSource(name=f.name, code=f.content, origin=f"db:{f.name}")
+    from_db = [StartupSource(name=f.name, code=f.content, origin=f"db:{f.name}", kind="database")
                for f in StartupFile.objects.filter(enabled=True)]
     db_by_name = {s.name: s for s in from_db}
     merged = [db_by_name.pop(s.name, s) for s in from_dir]

@@ -73,6 +73,15 @@ class OasSettings:
     # Queue actions (add a plan, pause, open the environment …): how long the Queue Server may
     # take to answer one; environment open/close and queue edits answer at once, not when done.
     qserver_action_timeout_s: float = 10.0
+    # Devices from the Queue Server: "" (off), "only" (just the devices it allows) or "merge"
+    # (the startup files' devices plus those; on a name clash the Queue Server's wins). The
+    # bridge runs the RE Manager's startup code (OAS_QSERVER_STARTUP_DIR, on a shared
+    # filesystem) and keeps the devices bluesky-httpserver allows OAS_QSERVER_USER_GROUP; it
+    # asks the Queue Server's status this often (seconds) to follow changes.
+    qserver_devices: str = ""
+    qserver_startup_dir: str | None = None
+    qserver_user_group: str = "primary"
+    qserver_devices_poll_s: float = 2.0
     # The Queue Server's console publisher (start-re-manager --zmq-publish-console ON).
     zmq_host: str = "localhost"
     zmq_port: int = 60625
@@ -151,6 +160,10 @@ class OasSettings:
             raise ValueError("OAS_BRIDGE: must be 'embedded' or 'external'")
         if settings.default_protocol not in {"ca", "pva"}:
             raise ValueError("OAS_DEFAULT_PROTOCOL: must be 'ca' or 'pva'")
+        if settings.qserver_devices not in {"", "only", "merge"}:
+            raise ValueError("OAS_QSERVER_DEVICES: must be 'only', 'merge' or empty (off)")
+        if settings.qserver_devices and not settings.qserver_startup_dir:
+            raise ValueError("OAS_QSERVER_DEVICES needs OAS_QSERVER_STARTUP_DIR: the RE Manager's startup folder")
         if settings.bridge_shards < 1:
             raise ValueError("OAS_BRIDGE_SHARDS: must be at least 1")
         if settings.bridge_shards > 1 and settings.bridge != "external":

@@ -30,8 +30,11 @@ READY_TIMEOUT_S = 60.0
 class QueueServer:
     """Start, drive and stop one RE Manager and its HTTP server."""
 
-    def __init__(self, folder: Path, redis_addr: str = "127.0.0.1:6379") -> None:
+    def __init__(self, folder: Path, redis_addr: str = "127.0.0.1:6379", startup: Path = STARTUP,
+                 permissions: Path | None = None) -> None:
         self.folder = folder
+        self.startup = startup
+        self.permissions = permissions or STARTUP / "user_group_permissions.yaml"
         self.redis_addr = redis_addr
         self.control_port = free_port()
         self.info_port = free_port()
@@ -45,19 +48,26 @@ class QueueServer:
 
     def start(self) -> QueueServer:
         self.start_manager()
+        self.start_http()
+        self.wait_for(lambda s: s.get("manager_state") == "idle", READY_TIMEOUT_S, "the Queue Server to start")
+        return self
+
+    def start_http(self) -> None:
         env = {**os.environ, "QSERVER_HTTP_SERVER_SINGLE_USER_API_KEY": API_KEY,
                "QSERVER_ZMQ_CONTROL_ADDRESS": f"tcp://127.0.0.1:{self.control_port}",
                "QSERVER_ZMQ_INFO_ADDRESS": f"tcp://127.0.0.1:{self.info_port}"}
         self.http = subprocess.Popen(
             [str(BIN / "start-bluesky-httpserver"), "--host", "127.0.0.1", "--port", str(self.http_port)],
-            env=env, stdout=open(self.folder / "http.log", "wb"), stderr=subprocess.STDOUT)
-        self.wait_for(lambda s: s.get("manager_state") == "idle", READY_TIMEOUT_S, "the Queue Server to start")
-        return self
+            env=env, stdout=open(self.folder / "http.log", "ab"), stderr=subprocess.STDOUT)
+
+    def stop_http(self) -> None:
+        _end(self.http)
+        self.http = None
 
     def start_manager(self) -> None:
         self.manager = subprocess.Popen(
-            [str(BIN / "start-re-manager"), "--startup-dir", str(STARTUP),
-             "--user-group-permissions", str(STARTUP / "user_group_permissions.yaml"),
+            [str(BIN / "start-re-manager"), "--startup-dir", str(self.startup),
+             "--user-group-permissions", str(self.permissions),
              "--existing-plans-devices", str(self.folder / "existing_plans_and_devices.yaml"),
              "--update-existing-plans-devices", "NEVER",
              "--zmq-control-addr", f"tcp://127.0.0.1:{self.control_port}",

@@ -87,3 +87,13 @@ def test_sqlite_commits_through_a_write_ahead_log_and_stay_durable(tmp_path, mon
     assert (tmp_path / "db.sqlite3").exists()
     monkeypatch.setenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/x")
     assert "init_command" not in databases(tmp_path)["default"].get("OPTIONS", {})
+
+
+def test_queue_server_devices_need_a_known_mode_and_the_startup_folder():
+    s = OasSettings.from_env({"OAS_QSERVER_DEVICES": "merge", "OAS_QSERVER_STARTUP_DIR": "/qs/startup",
+                              "OAS_QSERVER_USER_GROUP": "admin"})
+    assert (s.qserver_devices, s.qserver_startup_dir, s.qserver_user_group) == ("merge", "/qs/startup", "admin")
+    with pytest.raises(ValueError, match="OAS_QSERVER_DEVICES: must be"):
+        OasSettings.from_env({"OAS_QSERVER_DEVICES": "all", "OAS_QSERVER_STARTUP_DIR": "/qs"})
+    with pytest.raises(ValueError, match="needs OAS_QSERVER_STARTUP_DIR"):
+        OasSettings.from_env({"OAS_QSERVER_DEVICES": "only"})
