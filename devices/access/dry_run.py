@@ -10,15 +10,16 @@ from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from .rules import Principal, decide
+from .rules import QSERVER, Level, Principal, decide
 from .selectors import access_rules_load, principal_for
 from .settings import current_policy
 
 
 class DryRunForm(forms.Form):
     username = forms.CharField(required=False, help_text="Empty: an anonymous client")
-    name = forms.CharField(help_text="A PV name or a device name")
-    kind = forms.ChoiceField(choices=[("pv", "PV"), ("device", "device")])
+    name = forms.CharField(help_text="A PV name, a device name, or a Queue Server action such as queue:add, "
+                                     "run:pause or environment:open")
+    kind = forms.ChoiceField(choices=[("pv", "PV"), ("device", "device"), (QSERVER, "Queue Server action")])
     address = forms.GenericIPAddressField(required=False, help_text="The client's IP address")
 
     def clean_username(self) -> str:
@@ -44,7 +45,10 @@ def access_dry_run(request: HttpRequest) -> HttpResponse:
         decision = decide(rules, principal=principal, name=name, kind=kind, address=address,
                           policy=current_policy())
         matching = [r for r in rules if r.matches(name=name, kind=kind, principal=principal, address=address)]
-        result = {"decision": decision, "matching": matching, "principal": principal}
+        result = {"decision": decision, "matching": matching, "principal": principal,
+                  # a Queue Server action is done or not: "read" would say nothing useful
+                  "verdict": ("may act" if decision.level >= Level.WRITE else "may not act") if kind == QSERVER
+                  else decision.level.name.lower()}
     context = {"form": form, "result": result, "title": "Access dry run", "has_permission": True,
                "site_header": admin.site.site_header,
                "site_title": admin.site.site_title, "auth_required": settings.OAS.auth_required,

@@ -48,6 +48,23 @@ def test_dry_run_names_the_deciding_rule(client, root, settings):
     assert "No user" in client.get(DRY, {"username": "zed", "name": "x", "kind": "pv"}).content.decode()
 
 
+def test_dry_run_answers_for_queue_server_actions(client, root, settings):
+    from dataclasses import replace
+
+    settings.OAS = replace(settings.OAS, anonymous_writes=False, auth_required=False)
+    ops = Group.objects.create(name="operators")
+    alice = User.objects.create_user("alice", password="pw-123456")
+    alice.groups.add(ops)
+    AccessRule.objects.create(name="any-sr", pattern="*", level=2, target="any").groups.add(ops)
+    AccessRule.objects.create(name="ops-run", pattern="run:*", level=2, target="qserver").groups.add(ops)
+    text = client.get(DRY, {"username": "alice", "name": "run:pause", "kind": "qserver"}).content.decode()
+    assert "alice → may act" in text and "<strong>ops-run</strong>" in text and "any-sr" not in text
+    text = client.get(DRY, {"username": "alice", "name": "queue:add", "kind": "qserver"}).content.decode()
+    assert "alice → may not act" in text and "needs an access rule of target" in text  # "any" rules do not cover it
+    text = client.get(DRY, {"username": "", "name": "run:pause", "kind": "qserver"}).content.decode()
+    assert "anonymous → may not act" in text
+
+
 def test_dry_run_needs_the_view_permission(client, db):
     staff = User.objects.create_user("op", password="pw-123456", is_staff=True)
     client.force_login(staff)
