@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from subprocess import Popen
 
@@ -138,27 +137,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
                 report.sections.append((f"output of fixture {name}", text()[-OUTPUT_TAIL:]))
     return report
 
-
-_exit_status: int | None = None
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    global _exit_status
-    _exit_status = int(exitstatus)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """End the test process without the interpreter's teardown, once pytest has reported.
-
-    Open bug (2026-12-04): after every test passed, a full run's process died with SIGSEGV in
-    the interpreter's teardown, 3 runs of 3 at 533efa4 (not in runs of single modules): three
-    EPICS client libraries (pyepics' libca, aioca's and p4p's EPICS 7) finalize there with
-    threads of theirs still running. Until its cause is found, the exit status is pytest's.
-    """
-    if _exit_status is not None:
-        import sys
-
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(_exit_status)
