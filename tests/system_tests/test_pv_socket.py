@@ -114,14 +114,15 @@ async def test_unsubscribe_single_and_multi(ioc, ws):
 async def test_set_moves_setpoint_and_readback_follows(ioc, ws):
     client = await ws()
     await client.send({"action": "subscribe", "pvs": [f"{P}m1:sp", f"{P}m1:rbv"]})
-    await client.next(value_of(f"{P}m1:rbv"))
-    await client.send({"action": "set", "pv": f"{P}m1:sp", "value": 1.5, "timeout": 3, "id": "mv"})
+    now, _ = await client.expect_all(value_of(f"{P}m1:sp"), value_of(f"{P}m1:rbv"))
+    target = 1.5 if now["value"] != 1.5 else 2.25  # a change, whatever an earlier test left there
+    await client.send({"action": "set", "pv": f"{P}m1:sp", "value": target, "timeout": 3, "id": "mv"})
     done, _, _ = await client.expect_all(
         reply("mv"),
-        lambda m: value_of(f"{P}m1:sp")(m) and m["value"] == 1.5,
-        lambda m: value_of(f"{P}m1:rbv")(m) and abs(m["value"] - 1.5) < 1e-6,
+        lambda m: value_of(f"{P}m1:sp")(m) and m["value"] == target,
+        lambda m: value_of(f"{P}m1:rbv")(m) and abs(m["value"] - target) < 1e-6,
         timeout=15)
-    assert done["status"] == "done" and done["target"] == f"{P}m1:sp" and done["written"] == 1.5
+    assert done["status"] == "done" and done["target"] == f"{P}m1:sp" and done["written"] == target
 
 
 async def test_set_outcomes_from_the_ioc(ioc, ws):
