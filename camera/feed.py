@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from devices.metrics import instruments as metrics
+
 from .encode import Output, encode_jpeg
 from .frames import CodecError, FrameError, Geometry, to_image
 
@@ -152,6 +154,7 @@ class CameraFeed:
 
     def offer(self, frame: RawFrame) -> None:
         self.stats.frames_in += 1
+        metrics.CAMERA_RECEIVED.inc()
         if self._pending is not None:
             self.stats.skipped += 1
         self._pending = frame
@@ -202,6 +205,7 @@ class CameraFeed:
                     log.warning("encoding a frame of %s failed: %r", self.key, result)
                     continue
                 self.stats.encoded[output] = self.stats.encoded.get(output, 0) + 1
+                metrics.CAMERA_ENCODED.inc()
                 jpeg, size = result
                 frame = EncodedFrame(jpeg, size, raw.counter, raw.timestamp, output)
                 for viewer in viewers:

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from devices.core import ProtocolError, decode_frame, dumps, name_problem
+from devices.metrics import instruments as metrics
 from devices.sockets import Session
 
 from .analysis import analysis_for
@@ -164,6 +165,7 @@ class CameraSession(Session):
         if frame.output != self.output:
             return  # the client changed its setting meanwhile: the next frame is encoded for it
         self.frames_sent += 1
+        metrics.CAMERA_SENT.inc()
         if self.frame_info:
             info = dumps({"frame": frame.counter, "timestamp": frame.timestamp, "width": frame.size[0],
                           "height": frame.size[1], "quality": frame.output.quality})

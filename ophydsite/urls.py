@@ -8,6 +8,7 @@ from django.views.generic import RedirectView
 from camera.api import router as camera_router
 from devices.access.dry_run import access_dry_run
 from devices.access.login import ThrottledLoginView
+from devices.metrics.exposition import metrics_view
 from devices.rest.api import api
 from devices.rest.qserver_api import router as qserver_router
 from devices.web import admin_views, views
@@ -22,6 +23,9 @@ admin.site.index_title = "Devices, access, cameras"
 urlpatterns = [
     path("", views.index, name="index"),
     path("api/v1/health", views.health, name="health"),
+    path("livez", views.livez, name="livez"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     path("console/pvs", views.console_pvs, name="console-pvs"),
     path("console/devices", views.console_devices, name="console-devices"),
     path("console/camera", views.console_camera, name="console-camera"),

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from devices.channel_layer.jsonsafe import scalar_json, value_json
+from devices.metrics.instruments import UPSTREAM, protocol_of
 from devices.sources.batch_calls import batcher_for
 from devices.sources.source import UNSUPPORTED, ChannelInfo, PropertyEvent, Source, SourceSink, ValueEvent
 
@@ -40,6 +41,7 @@ class PvEntry:
                  source_factory: SourceFactory, scalar_rate_hz: float, array_rate_hz: float,
                  connect_timeout_s: float, executor: Executor | None = None) -> None:
         self.name = name
+        self.protocol = protocol_of(name)  # the label of its upstream updates (metrics)
         self.executor = executor  # where calls into the source run (None: the loop's default)
         self._loop = loop
         self._publisher = publisher
@@ -145,6 +147,7 @@ class PvEntry:
         """Runs for every monitor event of every PV: kept to plain attribute reads."""
         if self._closed:
             return
+        UPSTREAM[self.protocol] += 1
         previous = self.last
         first = not self.fresh
         self.last = event

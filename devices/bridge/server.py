@@ -14,6 +14,7 @@ from devices.channel_layer import shards
 from devices.channel_layer.pvnames import SEPARATOR, PvNameError, source_of, topic_of
 from devices.channel_layer.reader import serve_channel
 from devices.channel_layer.topics import name_problem, parse_device_topic
+from devices.metrics import instruments as metrics
 from devices.sources.batch_calls import batcher_for
 from devices.sources.ca_context import ca_executor
 from devices.sources.ca_source import CaSource
@@ -74,6 +75,8 @@ class Bridge:
                                            period_s=settings.qserver_devices_poll_s,
                                            reload=lambda: self._start_reload("", "qserver"))
 
+    loaded = property(lambda self: self._first_load.is_set(), doc="The startup load has finished (/readyz).")
+
     async def run(self) -> None:
         """Serve until cancelled, then release every channel."""
         self._tasks = [
@@ -84,6 +87,7 @@ class Bridge:
         if self.qserver is not None:
             self._tasks.append(asyncio.create_task(self._follow_qserver(), name="bridge-qserver-devices"))
         self.started.set()
+        metrics.bridge_running(self)
         if self._settings.load_devices_on_start:
             self._start_reload("", "startup")  # devices load when the bridge starts, as in ophyd-websocket
         else:
@@ -91,6 +95,7 @@ class Bridge:
         try:
             await serve_channel(self._commands, self.channel, self.handle, "bridge")
         finally:
+            metrics.bridge_stopped(self)
             await self._shutdown()
 
     def handle(self, message: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from channels.exceptions import ChannelFull
 from devices.channel_layer import local
 from devices.channel_layer import messages as m
 from devices.channel_layer.reader import serve_channel
+from devices.metrics import instruments as metrics
 
 from .routing import Routes, merge_describe, merge_reload
 
@@ -101,6 +102,7 @@ class Hub:
         self._console_listeners: set[ConsoleListener] = set()
         self._console_joined = False
         self.delivered = 0
+        metrics.hub_started(self)
 
     async def start(self) -> None:
         self.channel = await self._layer.new_channel()
@@ -176,8 +178,9 @@ class Hub:
     async def set(self, name: str, value: Any, timeout: float) -> dict[str, Any]:
         """Ask the bridge to set a PV; returns its outcome (see bridge/setter.py)."""
         outcome = await self._ask({"type": m.SET, "pv": name, "value": value, "timeout": timeout}, timeout + 5.0,
-                                  self.routes.owner(name))
-        return outcome or {"status": "bridge_unavailable", "message": _NO_BRIDGE}
+                                  self.routes.owner(name)) or {"status": "bridge_unavailable", "message": _NO_BRIDGE}
+        metrics.set_finished(outcome)
+        return outcome
 
     async def stop_motion(self, name: str, timeout: float = 10.0) -> dict[str, Any]:
         """Ask the bridge to stop the positioner behind a device topic."""
@@ -324,6 +327,7 @@ class Hub:
         if previous is not None and _same(previous.msg, msg, kind):
             return
         state[kind] = update
+        metrics.LATENCY.observe_update(msg)
         if self._waiters and update.connected:
             for future in self._waiters.get(name, ()):
                 if not future.done():

@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from itertools import islice
 from typing import Any
 
+from devices.metrics.instruments import payload_size
+
 # Text on the PV sockets; the camera socket also sends bytes, or (text, bytes) pairs that
 # must arrive together (a frame's description, then the frame).
 Payload = Any
@@ -56,6 +58,7 @@ class Mailbox:
         self._owed = 0  # entries of the current window that did not fit its frames so far
         self._holding = False  # data waits for the window: only replies and close wake the sender
         self.sent = 0
+        self.sent_bytes = 0  # characters of text frames, bytes of binary ones (metrics)
         self.replaced = 0
 
     def put_latest(self, key: Hashable, text: Payload) -> None:
@@ -199,8 +202,10 @@ class Mailbox:
                     if bulk is not None:
                         await self._send_many(bulk)  # type: ignore[misc]
                         self.sent += len(bulk) - 1
+                        self.sent_bytes += sum(map(len, bulk))
                     else:
                         await self._send(payload)
+                        self.sent_bytes += payload_size(payload)
                 except asyncio.CancelledError:
                     if self._stalled:
                         return  # the watchdog gave up on this socket

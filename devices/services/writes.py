@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from devices.access.guard import AuditUnavailable, Guard
 from devices.access.rules import Decision
 from devices.access.throttle import Coalescer, Place, RateLimiter
+from devices.metrics import instruments as metrics
 from ophydsite.settings.oas import OasSettings
 
 
@@ -82,10 +83,12 @@ class Writer:
         who = self.who()
         place = WRITE_LIMITS.coalescer.place((who, topic))  # first, before any await
         try:
-            return await self._set(place, who=who, target=target, kind=kind, topic=topic, signal=signal,
-                                   value=value, timeout=timeout)
+            outcome = await self._set(place, who=who, target=target, kind=kind, topic=topic, signal=signal,
+                                      value=value, timeout=timeout)
         finally:
             place.leave()
+        metrics.set_stopped_early(outcome)  # every protocol and REST; the bridge's outcomes: the hub
+        return outcome
 
     async def _set(self, place: Place, *, who: str, target: str, kind: str, topic: str, signal: str, value: Any,
                    timeout: float) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from functools import cached_property
 from typing import Any
@@ -18,7 +19,9 @@ from devices.access.rules import Principal
 from devices.access.selectors import principal_for, principal_now
 from devices.access.settings import current_policy
 from devices.core.mailbox import SendMany
+from devices.metrics import instruments as metrics
 from devices.services.runtime import get_hub
+from ophydsite.logging_setup import log_context_bind
 from qsconsole.interlock import current_interlock
 
 from .device_session import DeviceSession
@@ -45,9 +48,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
         guard = await self._guard()
         await self.accept()
         client = self.scope.get("client") or ("?", 0)
+        # Every log record of this socket's task (and the tasks it starts) names it (OAS_LOG_FORMAT=json).
+        log_context_bind(socket=f"{self.path_label}-{secrets.token_hex(3)}", client=f"{client[0]}:{client[1]}",
+                         user=guard.principal.describe())
         self.session = self.session_class(hub=hub, settings=settings.OAS, send=self._send_text,
                                           close=self._close, guard=guard, client=f"{client[0]}:{client[1]}",
                                           interlock=current_interlock, send_many=self._server_send_texts())
+        metrics.socket_opened(self.session, self.path_label)
 
     async def _guard(self) -> Guard:
         """Who this socket is (session user or API token) and from where, fixed at connect."""
@@ -82,6 +89,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: Any) -> None:
         if self.session is not None:
             await self.session.end()
+            metrics.socket_closed(self.session, code)
 
     @cached_property
     def _data(self) -> AsgiSend:

@@ -18,7 +18,9 @@ from devices.channel_layer.jsonsafe import dumps
 from devices.core.hub import Hub
 from devices.core.mailbox import Mailbox
 from devices.core.requests import Limits, ProtocolError, PvRequest
+from devices.metrics import instruments as metrics
 from devices.services.writes import OPEN, Interlock, Writer
+from ophydsite.logging_setup import log_context
 from ophydsite.settings.oas import OasSettings
 
 log = logging.getLogger(__name__)
@@ -202,16 +204,19 @@ class Session:
     async def audited_set(self, *, target: str, kind: str, topic: str, signal: str, value: Any,
                           timeout: float) -> dict[str, Any]:
         """See writes.Writer.set: the same path for every protocol."""
-        return await self.writer.set(target=target, kind=kind, topic=topic, signal=signal, value=value,
-                                     timeout=timeout)
+        with log_context(pv=target):
+            return await self.writer.set(target=target, kind=kind, topic=topic, signal=signal, value=value,
+                                         timeout=timeout)
 
     async def record_refusal(self, *, target: str, kind: str, signal: str, value: Any, why: str) -> None:
         await self.writer.refuse(target=target, kind=kind, signal=signal, value=value, why=why)
+        metrics.set_refused()
 
     # --- lifecycle --------------------------------------------------------------------------
 
     def _stuck(self, why: str) -> None:
         log.warning("closing stuck client %s: %s", self.client, why)
+        metrics.client_stalled(self)
         asyncio.get_running_loop().create_task(self._close_stuck())
 
     async def _close_stuck(self) -> None:

@@ -1,4 +1,4 @@
-"""Small HTTP views: the start page and a health probe (with what each camera feed did)."""
+"""Small HTTP views: the start page, the probes (health, liveness, readiness)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.shortcuts import render
 
 from camera.cameras import camera_stats
 from devices.services.runtime import embedded_bridge
+from devices.web.readiness import readiness, readiness_answer
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -80,3 +81,16 @@ async def health(request: HttpRequest) -> JsonResponse:
         body["published"] = bridge.publisher.sent
     body["cameras"] = camera_stats()
     return JsonResponse(body)
+
+
+async def livez(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process and its event loop answer. Touches nothing else, so a database
+    or Redis outage never gets the process restarted (that is what /readyz reports)."""
+    return JsonResponse({"status": "ok"})
+
+
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """Readiness: 200 when the database, Redis (if used), the bridge and the startup load are
+    all fine, else 503; the body names every check and what fails (devices/web/readiness.py)."""
+    status, body = readiness_answer(await readiness())
+    return JsonResponse(body, status=status)

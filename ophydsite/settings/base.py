@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ophydsite.logging_setup import logging_config
+
 from .oas import OasSettings
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -30,6 +32,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: its timing is the whole chain's (ophydsite_http_request_duration_seconds).
+    "devices.metrics.exposition.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin, /docs) from the apps' folders, with no collectstatic step and
     # with DEBUG off: the README's run command serves a styled admin and a working /docs.
@@ -76,11 +80,6 @@ WHITENOISE_USE_FINDERS = True
 STATICFILES_DIRS = [BASE_DIR / "static"] if (BASE_DIR / "static").is_dir() else []
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": OAS.log_level.upper()},
-}
+# Plain text lines, or one JSON object a line with OAS_LOG_FORMAT=json (ophydsite/logging_setup.py).
+LOGGING = logging_config(OAS.log_level, OAS.log_format)
 LOGIN_REDIRECT_URL = "/"

@@ -47,6 +47,9 @@ class OasSettings:
     # while there is no authentication (existing ophyd-websocket scripts send none).
     allow_no_origin: bool = True
     log_level: str = "INFO"
+    # "plain" text lines, or "json": one JSON object a line with the socket, user and PV a
+    # record concerns (ophydsite/logging_setup.py).
+    log_format: str = "plain"
     # Reads need a login or an API token (anonymous clients get nothing).
     auth_required: bool = False
     # Anonymous clients may write (where rules allow). Only for trusted networks and drop-in
@@ -103,6 +106,10 @@ class OasSettings:
     # How many bridges (`runbridge --shard I/N`) split the PVs and devices between them by a
     # hash of the name; servers send each command to the owner. More than 1 needs "external".
     bridge_shards: int = 1
+    # Each `runbridge` shard writes a heartbeat to Redis this often (seconds); it expires after
+    # the TTL, and a server's /readyz fails while any shard's has expired.
+    bridge_heartbeat_s: float = 2.0
+    bridge_heartbeat_ttl_s: float = 10.0
     # The protocol of a PV named without ``ca://`` or ``pva://``: "ca" (Channel Access, as
     # ophyd-websocket) or "pva" (PV Access).
     default_protocol: str = "ca"
@@ -138,6 +145,11 @@ class OasSettings:
     client_stall_timeout_s: float = 30.0
     # How long the 1013 close frame may wait for such a client before the connection is cut.
     client_close_wait_s: float = 10.0
+    # Networks (CIDR) whose clients may read /metrics, on the servers and the bridge's port;
+    # others get 403. Loopback only by default: metrics stay off the public surface.
+    metrics_allow: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    # `runbridge` serves /metrics on this port (shard I of N on this port + I); 0: not served.
+    bridge_metrics_port: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OasSettings:

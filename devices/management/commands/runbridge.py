@@ -14,11 +14,14 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from devices.bridge.heartbeat import heartbeat_run
 from devices.bridge.server import Bridge
 from devices.channel_layer.shards import parse_shard
+from devices.metrics.exposition import serve_bridge_metrics
 from devices.services.gc_policy import gc_tune
+from ophydsite.startup_log import log_effective_settings
 
-from .serve import use_startup_dir
+from .serve import say, use_startup_dir
 
 
 class Command(BaseCommand):
@@ -37,8 +40,8 @@ class Command(BaseCommand):
         gc_tune()
         shard = _shard(options["shard"], settings.OAS.bridge_shards)
         if not getattr(settings, "REDIS_URL", None):
-            self.stderr.write("warning: REDIS_URL is not set; a separate bridge can only serve "
-                              "workers through Redis. Use `manage.py serve` for one process.")
+            say(self.stderr, "warning: REDIS_URL is not set; a separate bridge can only serve "
+                             "workers through Redis. Use `manage.py serve` for one process.", "runbridge")
         startup = os.environ.get("OAS_STARTUP_DIR") or options["startup_dir"]
         if options["demo"]:
             from devices.demo.process import DEMO_STARTUP, start_demo_ioc
@@ -55,12 +58,45 @@ class Command(BaseCommand):
         bridge = Bridge(layer=get_channel_layer(), command_layer=get_channel_layer("bridge"),
                         settings=settings.OAS, shard=shard)
         which = f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else ""
-        self.stdout.write(f"bridge running{which}; Ctrl-C to stop")
+        if settings.OAS.bridge_metrics_port:  # shard I on the port + I, so shards can share a host
+            self._serve_metrics(settings.OAS.bridge_metrics_port + shard[0])
+        log_effective_settings(f"bridge shard {shard[0]}/{shard[1]}", settings.OAS)
+        say(self.stdout, f"bridge running{which}; Ctrl-C to stop", "runbridge")
         self.stdout.flush()  # the line tells scripts (and tests) that migrations are done
         try:
-            asyncio.run(bridge.run())
+            asyncio.run(_run(bridge, shard))
         except KeyboardInterrupt:
             pass
+
+    def _serve_metrics(self, port: int) -> None:
+        """The bridge's /metrics on a thread of its own; a port in use stops the start, loudly."""
+        try:
+            serve_bridge_metrics(port, settings.OAS.metrics_allow)
+        except OSError as exc:
+            raise CommandError(f"OAS_BRIDGE_METRICS_PORT: cannot serve metrics on port {port}: {exc}") from None
+        say(self.stdout, f"metrics on port {port} (/metrics, networks of OAS_METRICS_ALLOW)", "runbridge")
+
+
+async def _run(bridge: Bridge, shard: tuple[int, int]) -> None:
+    """The bridge, and with Redis its heartbeat beside it on the same loop (a loop that stops
+    serving stops beating too), which the servers' /readyz reads."""
+    url = getattr(settings, "REDIS_URL", None)
+    if not url:
+        await bridge.run()
+        return
+    import redis.asyncio as aioredis
+
+    redis = aioredis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    prefix = str(settings.CHANNEL_LAYERS["bridge"].get("CONFIG", {}).get("prefix", "ophydsite"))
+    beat = asyncio.create_task(heartbeat_run(
+        redis, prefix=prefix, shard=shard, loaded=lambda: bridge.loaded,
+        period_s=settings.OAS.bridge_heartbeat_s, ttl_s=settings.OAS.bridge_heartbeat_ttl_s), name="bridge-heartbeat")
+    try:
+        await bridge.run()
+    finally:
+        beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)
+        await redis.aclose()
 
 
 def _shard(text: str | None, configured: int) -> tuple[int, int]:

@@ -21,6 +21,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from devices.demo.process import DEMO_STARTUP, start_demo_ioc, start_demo_pva
 from devices.services.gc_policy import gc_tune
+from ophydsite.logging_setup import console_line
+from ophydsite.startup_log import log_effective_settings
 from ophydsite.ws_protocol import BoundedCloseWebSocketProtocol
 
 
@@ -44,6 +46,14 @@ def use_startup_dir(startup: str) -> None:
     os.environ["OAS_STARTUP_DIR"] = str(Path(startup).resolve())
     # settings.OAS was read from the environment when Django started, before the argument.
     settings.OAS = replace(settings.OAS, startup_dir=os.environ["OAS_STARTUP_DIR"])
+
+
+def say(stream: Any, text: str, command: str) -> None:
+    """A line of the command's own output (printed whatever the log level): plain, or a JSON
+    log line with OAS_LOG_FORMAT=json so the whole output stays one JSON object a line."""
+    from django.conf import settings
+
+    stream.write(console_line(text, f"ophydsite.{command}", settings.OAS.log_format))
 
 
 class Command(BaseCommand):
@@ -75,15 +85,18 @@ class Command(BaseCommand):
             if "OAS_ANONYMOUS_WRITES" not in os.environ and host in {"localhost", "127.0.0.1", "::1"}:
                 # A newcomer's demo on loopback: the page and scripts may set values without a login.
                 settings.OAS = replace(settings.OAS, anonymous_writes=True)
-                self.stdout.write("demo on loopback: anonymous clients may write (OAS_ANONYMOUS_WRITES)")
+                say(self.stdout, "demo on loopback: anonymous clients may write (OAS_ANONYMOUS_WRITES)", "serve")
             helpers = start_demo_ioc(prefix="DEMO:")
-            self.stdout.write(f"demo IOC serving DEMO:* on {os.environ['EPICS_CA_ADDR_LIST']}")
+            say(self.stdout, f"demo IOC serving DEMO:* on {os.environ['EPICS_CA_ADDR_LIST']}", "serve")
             helpers.append(start_demo_pva(prefix="DEMO:pva:"))
-            self.stdout.write(f"demo PV Access server: pva://DEMO:pva:* (name server "
-                              f"{os.environ['EPICS_PVA_NAME_SERVERS']})")
+            say(self.stdout, f"demo PV Access server: pva://DEMO:pva:* (name server "
+                             f"{os.environ['EPICS_PVA_NAME_SERVERS']})", "serve")
         BoundedCloseWebSocketProtocol.close_wait = settings.OAS.client_close_wait_s
-        self.stdout.write(f"ophydsite on http://{host}:{port}/  (ws://{host}:{port}/api/v1/pv-socket and "
-                          f"/api/v1/device-socket)")
+        log_effective_settings("server", settings.OAS, {"OAS_HOST": host, "OAS_PORT": port})  # arguments too
+        say(self.stdout, f"ophydsite on http://{host}:{port}/  (ws://{host}:{port}/api/v1/pv-socket and "
+                         f"/api/v1/device-socket)", "serve")
+        # JSON logs: uvicorn's own loggers go to the root handler instead of its text format.
+        uvicorn_logs: dict[str, Any] = {} if settings.OAS.log_format == "plain" else {"log_config": None}
         try:
             uvicorn.run(
                 "ophydsite.asgi:application",
@@ -96,6 +109,7 @@ class Command(BaseCommand):
                 ws_ping_timeout=20.0,
                 lifespan="on",  # the hub and embedded bridge start with the server (ophydsite/asgi.py)
                 log_level=settings.OAS.log_level.lower(),
+                **uvicorn_logs,
                 timeout_graceful_shutdown=3,
                 # A reverse proxy's X-Forwarded-For is believed only from these addresses, so
                 # access rules and the audit see the real client behind a trusted proxy.
