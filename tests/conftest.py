@@ -121,6 +121,14 @@ ad_ioc = ad_ioc_fixture(AD_IOC_PORT)
 OUTPUT_TAIL = 4000  # characters of a process's output shown with a failed test
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``run_last`` go to the end, in their order: a wait of theirs (nginx's idle
+    socket, 2 minutes) then overlaps the rest of the suite instead of adding to it."""
+    last = [item for item in items if item.get_closest_marker("run_last")]
+    if last:
+        items[:] = [item for item in items if not item.get_closest_marker("run_last")] + last
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     """Keep each test's outcome on it, so fixtures (browser screenshots) know it failed; on a

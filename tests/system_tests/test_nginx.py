@@ -4,7 +4,8 @@ two server processes and the bridge on Redis and PostgreSQL (scaled mode, as in 
 Clients reach nginx from other loopback addresses (127.0.0.2 ...) than the one nginx reaches
 the servers from (127.0.0.1, the trusted proxy), so the address the audit records is the
 client's only if nginx passed it on and the server believed it. One socket is opened first and
-left idle while the other tests run; the last test checks it still works after 2 minutes.
+left idle while the other tests run; its test runs last in the session (marker run_last), so
+its 2 minutes pass while the rest of the suite runs, and checks it still works.
 """
 
 from __future__ import annotations
@@ -84,10 +85,10 @@ def _postgres_up() -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(ioc, tmp_path_factory) -> Iterator[Site]:
     """nginx, the bridge and two servers on a fresh PostgreSQL database and a Redis prefix of
-    their own (both removed afterwards)."""
+    their own (both removed afterwards). Session-wide: the idle socket's test runs last."""
     _need(_redis_up(), "Redis on 127.0.0.1:6379")
     _need(_postgres_up(), "PostgreSQL on 127.0.0.1:5432")
     _need(nginx_path() is not None, "nginx (Debian's package could not be installed)")
@@ -133,7 +134,7 @@ class IdleSocket:
     opened: float
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def idle_socket(stack: Site) -> Iterator[IdleSocket]:
     """A pv-socket through nginx that nothing is sent on. The sync client answers the servers'
     pings from a thread of its own, as a browser does, whether or not a test's loop runs; it
@@ -325,6 +326,7 @@ async def test_the_internal_block_serves_each_process_metrics_to_allowed_hosts_o
     assert (await asyncio.to_thread(plain, internal, "/api/v1/health", "127.0.0.1")).status == 404
 
 
+@pytest.mark.run_last  # its 2 minutes pass while the rest of the suite runs
 async def test_a_socket_left_idle_for_two_minutes_still_works(site, idle_socket):
     """Last in this module: the socket was opened before the other tests and has waited since."""
     await asyncio.sleep(max(0.0, IDLE_S - (time.monotonic() - idle_socket.opened)))
