@@ -3,7 +3,8 @@
  * and RunEngine state, the queue, the running plan and the history, polled from
  * /api/v1/queue-server/status and /api/v1/qserver/queue (every second, faster after an
  * action), and the controls, which POST the queue actions of docs/qserver.md with Django's
- * CSRF token. The server's access rules answer every action; the page only shows the answer.
+ * CSRF token; destructive ones (data-confirm on the button) ask first. The server's access
+ * rules answer every action; the page only shows the answer.
  * Plain DOM: every text from the server goes in with textContent.
  *
  *   const queue = OphydSiteQueue.start();   // on the page; .act(path, body, label), .poll()
@@ -341,10 +342,17 @@
       }
     }
 
+    // A button with data-confirm (what the action ends or loses) asks first; "Cancel" sends nothing.
     document.querySelectorAll("[data-qs-action]").forEach(function (button) {
       button.addEventListener("click", function () {
         const option = button.dataset.option;
-        act(button.dataset.qsAction, option ? { option: option } : undefined, button.textContent.trim());
+        const label = button.textContent.trim();
+        if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) {
+          actions += 1;
+          say(label + ": cancelled, nothing sent", "", "cancelled");
+          return;
+        }
+        act(button.dataset.qsAction, option ? { option: option } : undefined, label);
       });
     });
 

@@ -4,8 +4,10 @@ bluesky-httpserver (the session's ``queue_server``) behind a real `serve` proces
 An operator (``qserver`` rule ``*``) closes and opens the environment, is stopped by the form's
 own checks, adds a ``count`` plan, starts the queue and sees it land in the history as
 completed; runs a long plan, pauses it (immediate and deferred), resumes it, aborts it, moves
-and removes queue items. A user without the rule sees the server's refusals and an unchanged
-queue. A Queue Server that cannot be reached shows the banner, and the page comes back by
+and removes queue items; asks the queue to stop and withdraws it, stops one paused plan and
+halts another, clears the queue. Destructive actions ask first: dismissed, nothing is sent;
+every action sent has its audit row. A user without the rule sees the server's refusals and
+an unchanged queue. A Queue Server that cannot be reached shows the banner, and the page comes back by
 itself. Each test leaves the Queue Server idle, its queue empty, its environment as found.
 """
 
@@ -15,6 +17,7 @@ import asyncio
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -103,6 +106,21 @@ def button(tab, name: str):
     return tab.get_by_role("button", name=name, exact=True)
 
 
+async def confirmed(tab, name: str, accept: bool = True) -> tuple[str, str, str]:
+    """Click button `name`, accept (or dismiss) its confirmation; the dialog's question and the
+    status line's class and text once answered."""
+    questions: list[str] = []
+
+    def answer(dialog) -> None:
+        questions.append(dialog.message)
+        asyncio.ensure_future(dialog.accept() if accept else dialog.dismiss())
+
+    tab.once("dialog", answer)
+    cls, text = await act(tab, button(tab, name).click())
+    assert len(questions) == 1, (name, questions)
+    return questions[0], cls, text
+
+
 async def add_plan(tab, plan: str, **fields: str) -> tuple[str, str]:
     await tab.select_option("#plan-name", plan)
     for name, text in fields.items():
@@ -124,6 +142,25 @@ def state(key: str, value: str) -> str:
     return f"document.body.dataset.{key} === {value!r}"
 
 
+def running(uid: str = "") -> str:
+    """A sleep_plan (item `uid`, if given) runs."""
+    plan = "document.getElementById('running').dataset"
+    return (f"{plan}.plan === 'sleep_plan' && " + state("re", "running")
+            + (f" && {plan}.uid === {uid!r}" if uid else ""))
+
+
+def audit_since(site: ServerProcess, after: int) -> list[tuple[str, str, str]]:
+    """(user, action, outcome) of the server's Queue Server audit rows past id `after`, oldest first."""
+    with sqlite3.connect(site.env["DATABASE_URL"].removeprefix("sqlite:///")) as db:
+        return db.execute("SELECT username, substr(target, 9), outcome FROM devices_auditentry"
+                          " WHERE id > ? AND target LIKE 'qserver:%' ORDER BY id", (after,)).fetchall()
+
+
+def audit_last_id(site: ServerProcess) -> int:
+    with sqlite3.connect(site.env["DATABASE_URL"].removeprefix("sqlite:///")) as db:
+        return db.execute("SELECT coalesce(max(id), 0) FROM devices_auditentry").fetchone()[0]
+
+
 async def open_page(tab, site: ServerProcess, user: str, password: str) -> None:
     await log_in(tab, site.http, user, password)
     await tab.goto(site.http + "/console/queue-server")
@@ -140,7 +177,7 @@ async def test_an_operator_runs_the_queue_from_the_page(page, site, tidy, queue_
     assert await page.locator("#manager-state").text_content() == "idle"
 
     if await page.evaluate("document.body.dataset.environment") == "open":
-        outcome = await act(page, button(page, "Close environment").click())
+        _, *outcome = await confirmed(page, "Close environment")
         assert outcome[0] == "ok", outcome
         await until(page, state("environment", "closed") + " && " + state("manager", "idle"), 60)
     outcome = await act(page, button(page, "Open environment").click())
@@ -183,8 +220,8 @@ async def test_an_operator_runs_the_queue_from_the_page(page, site, tidy, queue_
         assert cls == "ok", (name, text)
         await until(page, state("manager", manager))
     await until(page, state("re", "paused"))
-    cls, text = await act(page, button(page, "Abort").click())
-    assert cls == "ok", text
+    question, cls, text = await confirmed(page, "Abort")
+    assert cls == "ok" and "front of the queue" in question, text
     await until(page, newest(uid, "aborted"))
     await until(page, state("manager", "idle"))
 
@@ -206,6 +243,68 @@ async def test_an_operator_runs_the_queue_from_the_page(page, site, tidy, queue_
     assert queue_server.call("GET", "/queue/get")["items"] == []
 
 
+async def test_an_operator_stops_the_queue_stops_and_halts_plans_and_clears_the_queue(page, site, tidy,
+                                                                                      queue_server):
+    await asyncio.to_thread(queue_server.open_environment)  # closed again afterwards if it was
+    before = await asyncio.to_thread(audit_last_id, site)
+    await open_page(page, site, "operator", "op-pass-123")
+    await plans_listed(page)
+    for _ in range(2):
+        cls, text = await add_plan(page, "sleep_plan", duration="30", steps="60")
+        assert cls == "ok", text
+    await until(page, "document.querySelectorAll('#queue-rows tr').length === 2")
+    cls, text = await act(page, button(page, "Start queue").click())
+    assert cls == "ok", text
+    await until(page, running())
+    first = await page.locator("#running").get_attribute("data-uid")
+
+    # A stop of the queue asked for, then withdrawn: the running plan is not touched.
+    for name, pending in (("Stop queue", "yes"), ("Cancel queue stop", "no")):
+        cls, text = await act(page, button(page, name).click())
+        assert cls == "ok", (name, text)
+        await until(page, f"document.getElementById('stop-pending').textContent === {pending!r}")
+        assert queue_server.status()["queue_stop_pending"] is (pending == "yes"), name
+
+    # Dismissed: nothing is sent (no audit row, checked below), the queue keeps its plan.
+    question, cls, text = await confirmed(page, "Clear queue", accept=False)
+    assert "Every plan waiting" in question and text == "Clear queue: cancelled, nothing sent", text
+    await page.wait_for_timeout(1500)  # two polls: nothing changed
+    assert await page.locator("#queue-rows tr").count() == 1
+    assert queue_server.status()["items_in_queue"] == 1
+
+    # Stop ends the paused plan as a success: into the history, not back into the queue.
+    cls, text = await act(page, button(page, "Pause (immediate)").click())
+    assert cls == "ok", text
+    await until(page, state("manager", "paused") + " && " + state("re", "paused"))
+    question, cls, text = await confirmed(page, "Stop")
+    assert cls == "ok" and "history as stopped" in question, text
+    await until(page, newest(first, "stopped"), 30)
+    await until(page, state("manager", "idle"))
+    second = await page.locator("#queue-rows tr").get_attribute("data-uid")
+    assert second != first and await page.locator("#queue-rows tr").count() == 1
+
+    # Halt ends it at once; the Queue Server puts it back at the front of the queue.
+    cls, text = await act(page, button(page, "Start queue").click())
+    assert cls == "ok", text
+    await until(page, running(second))
+    cls, text = await act(page, button(page, "Pause (immediate)").click())
+    assert cls == "ok", text
+    await until(page, state("manager", "paused") + " && " + state("re", "paused"))
+    question, cls, text = await confirmed(page, "Halt")
+    assert cls == "ok" and "without its cleanup" in question, text
+    await until(page, newest(second, "halted"), 30)
+    await until(page, state("manager", "idle") + " && document.querySelectorAll('#queue-rows tr').length === 1")
+
+    question, cls, text = await confirmed(page, "Clear queue")
+    assert cls == "ok", text
+    await until(page, "!document.getElementById('queue-empty').hidden")
+    assert queue_server.call("GET", "/queue/get")["items"] == []
+
+    assert await asyncio.to_thread(audit_since, site, before) == [("operator", action, "done") for action in (
+        "queue:add", "queue:add", "run:start", "run:stop_queue", "run:cancel_stop_queue", "run:pause", "run:stop",
+        "run:start", "run:pause", "run:halt", "queue:clear")]
+
+
 async def test_a_user_without_the_rule_sees_the_refusal_and_the_queue_unchanged(page, site, tidy, queue_server):
     await asyncio.to_thread(queue_server.open_environment)  # for the allowed plans; closed again afterwards if it was
     await open_page(page, site, "visitor", "vi-pass-123")
@@ -213,9 +312,13 @@ async def test_a_user_without_the_rule_sees_the_refusal_and_the_queue_unchanged(
     cls, text = await add_plan(page, "count", detectors="det")
     assert cls == "refused" and "visitor may not queue:add" in text, text
     environment = await page.evaluate("document.body.dataset.environment")
-    for name in ("Start queue", "Close environment" if environment == "open" else "Open environment"):
-        cls, text = await act(page, button(page, name).click())
-        assert cls == "refused" and "may not" in text, (name, text)
+    cls, text = await act(page, button(page, "Start queue").click())
+    assert cls == "refused" and "may not" in text, text
+    if environment == "open":
+        _, cls, text = await confirmed(page, "Close environment")
+    else:
+        cls, text = await act(page, button(page, "Open environment").click())
+    assert cls == "refused" and "may not" in text, text
     await page.wait_for_timeout(1500)  # two polls: nothing changed
     assert await page.locator("#queue-rows tr").count() == 0
     assert await page.evaluate("document.body.dataset.environment") == environment
