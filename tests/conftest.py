@@ -137,11 +137,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     if report.when == "call":
         item.rep_call = report  # type: ignore[attr-defined]
     if report.failed:
-        for name, value in getattr(item, "funcargs", {}).items():
-            if not type(value).__module__.startswith("tests.support"):
-                continue
-            text = getattr(value, "stderr_text", None) or getattr(value, "output", None)
-            if callable(text):
-                report.sections.append((f"output of fixture {name}", text()[-OUTPUT_TAIL:]))
+        for name, held in getattr(item, "funcargs", {}).items():
+            for value in held if isinstance(held, tuple) else (held,):  # e.g. (server, database)
+                if not type(value).__module__.startswith("tests.support"):
+                    continue
+                text = getattr(value, "stderr_text", None) or getattr(value, "output", None)
+                if callable(text):
+                    report.sections.append((f"output of fixture {name}", text()[-OUTPUT_TAIL:]))
     return report
 

@@ -75,6 +75,7 @@ def server(ioc, c_ioc, motor_ioc, tmp_path_factory) -> Iterator[tuple[ServerProc
     database = tmp_path_factory.mktemp("db") / "async.sqlite3"
     addresses = f"{os.environ['EPICS_CA_ADDR_LIST']} 127.0.0.1:{motor_ioc.port}"
     proc = ServerProcess({"OAS_STARTUP_DIR": str(folder), "DATABASE_URL": f"sqlite:///{database}",
+                          "OAS_LOG_LEVEL": "INFO",  # the bridge's reloads and rebindings, for a failure's report
                           "OAS_ANONYMOUS_WRITES": "true", "OAS_SCALAR_RATE_HZ": "0",
                           "EPICS_CA_ADDR_LIST": addresses}).start(timeout=60)
     yield proc, str(database)
@@ -175,7 +176,11 @@ async def test_a_reload_rebinds_open_subscriptions_to_the_new_async_objects(serv
         assert done["status"] == "done", done
         posted = asyncio.create_task(asyncio.to_thread(_post_json, f"{proc.http}/api/v1/load-devices"))
         # the reply and the rebinding's first value may come either way round
-        fresh = await read_until(conn, value_of("gain", 1.5), timeout=3 * CONNECT_TIMEOUT_S + 15)
+        try:
+            fresh = await read_until(conn, value_of("gain", 1.5), timeout=3 * CONNECT_TIMEOUT_S + 15)
+        except TimeoutError as exc:
+            reload = await posted if posted.done() else "the reload had not answered"
+            raise AssertionError(f"gain was not rebound; reload: {reload}") from exc
         assert fresh["device"] == "gain", fresh
         reply = await posted
         assert {"counters", "gain"} <= set(reply["loaded"]) and reply["removed"] == [], reply
