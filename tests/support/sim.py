@@ -52,3 +52,15 @@ class SimSource:
 
     def emit(self, value: Any, timestamp: float = 1.0, severity: int = 0, status: int = 0) -> None:
         self.sink.source_value(ValueEvent(value, timestamp, severity, status))
+
+
+async def opened_source(name: str) -> SimSource:
+    """The SimSource the bridge opened for ``name`` (waits up to a second for it)."""
+    import asyncio
+
+    for _ in range(100):
+        source = SimSource.registry.get(name)
+        if source is not None and source.opened:
+            return source
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no source for {name}")

@@ -18,6 +18,7 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.server import ServerProcess, free_tcp_port
+from tests.support.wsclient import read_until
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
 
@@ -63,15 +64,6 @@ async def until(server: ServerProcess, check: Callable[[Samples], bool], timeout
         await asyncio.sleep(0.2)
 
 
-async def recv_json(conn, where, timeout=10.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        msg = json.loads(await asyncio.wait_for(conn.recv(), max(deadline - loop.time(), 0.01)))
-        if where(msg):
-            return msg
-
-
 async def test_metrics_follow_clients_that_connect_subscribe_stall_and_leave(server):
     before = await scrape(server)
     assert value(before, "ophydsite_dependency_up", dependency="database") == 1
@@ -91,8 +83,8 @@ async def test_metrics_follow_clients_that_connect_subscribe_stall_and_leave(ser
 
         # subscribe: subscriptions, channels, upstream updates, messages and bytes, latency
         await conn.send(json.dumps({"action": "subscribe", "pvs": [f"{P}sine", f"{P}m2:sp"], "id": 1}))
-        await recv_json(conn, lambda m: m.get("id") == 1)
-        await recv_json(conn, lambda m: m.get("pv") == f"{P}sine" and "value" in m and m.get("connected"))
+        await read_until(conn, lambda m: m.get("id") == 1)
+        await read_until(conn, lambda m: m.get("pv") == f"{P}sine" and "value" in m and m.get("connected"))
         now = await until(server, lambda s: value(s, "ophydsite_channels", protocol="ca", state="connected") >= 2
                           and value(s, "ophydsite_upstream_updates_total", protocol="ca") > upstream + 3
                           and value(s, "ophydsite_update_latency_seconds_count") > latencies)
@@ -107,7 +99,7 @@ async def test_metrics_follow_clients_that_connect_subscribe_stall_and_leave(ser
 
         # a set that completes
         await conn.send(json.dumps({"action": "set", "pv": f"{P}m2:sp", "value": 0.5, "id": 2}))
-        reply = await recv_json(conn, lambda m: m.get("id") == 2)
+        reply = await read_until(conn, lambda m: m.get("id") == 2)
         assert reply["status"] == "done"
         now = await scrape(server)
         assert value(now, "ophydsite_set_outcomes_total", result="done") == done + 1
@@ -207,7 +199,7 @@ async def test_scaled_mode_the_bridge_serves_its_own_port_and_servers_see_redis(
         bridge_metrics = ServerProcess({}, port=port)  # only its URLs are used: the bridge's port
         async with websockets.connect(f"{server.ws}/api/v1/pv-socket") as conn:
             await conn.send(json.dumps({"action": "subscribe", "pv": f"{P}sine"}))
-            await recv_json(conn, lambda m: m.get("pv") == f"{P}sine" and "value" in m and m.get("connected"))
+            await read_until(conn, lambda m: m.get("pv") == f"{P}sine" and "value" in m and m.get("connected"))
             at_bridge = await until(bridge_metrics, lambda s: value(
                 s, "ophydsite_channels", protocol="ca", state="connected") == 1
                 and value(s, "ophydsite_upstream_updates_total", protocol="ca") > 0)

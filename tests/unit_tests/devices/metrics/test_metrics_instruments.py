@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from devices.metrics import instruments as metrics
 from devices.sockets.pv_session import PvSession
-from tests.support.sim import SimSource
+from tests.support.sim import SimSource, opened_source
 from tests.support.stack import Client, Stack
 
 
@@ -25,14 +25,6 @@ async def stack():
     async with Stack(SimSource, scalar_rate_hz=0.0, release_grace_s=0.2, connect_timeout_s=0.3,
                      client_stall_timeout_s=0.3) as s:
         yield s
-
-
-async def source_of(name: str) -> SimSource:
-    for _ in range(100):
-        if name in SimSource.registry and SimSource.registry[name].opened:
-            return SimSource.registry[name]
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no source for {name}")
 
 
 def is_value(pv):
@@ -52,7 +44,7 @@ async def test_values_follow_a_client_that_opens_subscribes_and_closes(stack):
     assert sample("ophydsite_socket_connections_total", protocol="pv") == opened + 1
 
     await client.send({"action": "subscribe", "pvs": ["M:a", "M:b"]})
-    source = await source_of("M:a")
+    source = await opened_source("M:a")
     assert sample("ophydsite_channels", protocol="ca", state="connecting") >= 1
     source.connect()
     for i in range(5):
@@ -92,7 +84,7 @@ async def test_a_stalled_client_replaces_updates_and_is_counted(stack):
     client = Client(PvSession, stack, send=never)
     metrics.socket_opened(client.session, "pv-socket")
     await client.send({"action": "subscribe", "pv": "M:s"})
-    source = await source_of("M:s")
+    source = await opened_source("M:s")
     source.connect()
     for i in range(20):
         source.emit(float(i), timestamp=time.time())
@@ -114,7 +106,7 @@ async def test_set_outcomes_are_counted_once_by_result(stack):
 
     client = Client(PvSession, stack)
     await client.send({"action": "subscribe", "pv": "M:set"})
-    source = await source_of("M:set")
+    source = await opened_source("M:set")
     source.connect()
     source.emit(0.0)
     start = counts()
