@@ -30,6 +30,9 @@ REOPEN_FIRST_S = 0.5
 REOPEN_MAX_S = 8.0
 # How long a connecting channel waits for its control metadata before publishing without it.
 PROPERTY_WAIT_S = 2.0
+# A connected channel whose metadata read came back empty is asked again after these delays.
+INFO_RETRY_FIRST_S = 0.5
+INFO_RETRY_MAX_S = 8.0
 
 SourceFactory = Callable[[str, asyncio.AbstractEventLoop, SourceSink], Source]
 
@@ -62,6 +65,8 @@ class PvEntry:
         self._cap = RateCap(loop.time())
         self._timer: asyncio.TimerHandle | None = None
         self._info_task: asyncio.Task[None] | None = None
+        self._info_retry: asyncio.TimerHandle | None = None
+        self._info_delay = INFO_RETRY_FIRST_S
         self._closed = False
         self.source = source_factory(name, loop, self)
         self._announce_timer = loop.call_later(connect_timeout_s, self._announce_unconnected)
@@ -84,6 +89,7 @@ class PvEntry:
         if connected:
             self._cancel_reopen()
             self._reopen_delay = REOPEN_FIRST_S
+            self._info_delay = INFO_RETRY_FIRST_S
             self._info_task = self._loop.create_task(self._fetch_info())
         else:
             self.ready.clear()
@@ -190,7 +196,10 @@ class PvEntry:
             info = None
         if info is not None and info.metadata_pending:
             info = await self._completed(info)
-        if info is None or not self.connected or self._closed:
+        if not self.connected or self._closed:
+            return
+        if info is None:
+            self._retry_info()
             return
         changed = info != self.info or info.access != self.access
         was_ready = self._ready
@@ -205,6 +214,23 @@ class PvEntry:
         elif self.fresh or info.kind == UNSUPPORTED:  # (an unsupported one never sends a value)
             self._publish_state()
         # otherwise the first value after (re)connecting publishes metadata and value together
+
+    def _retry_info(self) -> None:
+        """Connected, but the metadata did not come (a slow source, a failed read): ask again
+        rather than stay connected-but-not-ready, which publishes nothing and fails every set."""
+        if self._info_retry is not None:
+            return
+        level = logging.WARNING if self._info_delay == INFO_RETRY_FIRST_S else logging.DEBUG
+        log.log(level, "%s is connected but its metadata did not come; asking again in %g s",
+                self.name, self._info_delay)
+
+        def again() -> None:
+            self._info_retry = None
+            if self.connected and not self._ready and not self._closed:
+                self._info_task = self._loop.create_task(self._fetch_info())
+
+        self._info_retry = self._loop.call_later(self._info_delay, again)
+        self._info_delay = min(self._info_delay * 2, INFO_RETRY_MAX_S)
 
     async def _completed(self, info: ChannelInfo) -> ChannelInfo:
         """``info`` with the control fields of the source's first property event, waited for
@@ -367,6 +393,8 @@ class PvEntry:
         self._announce_timer.cancel()
         if self._info_task is not None:
             self._info_task.cancel()
+        if self._info_retry is not None:
+            self._info_retry.cancel()
 
 
 def _with_property(info: ChannelInfo, event: PropertyEvent) -> ChannelInfo:

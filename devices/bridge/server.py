@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 import time
 from concurrent.futures import Executor
 from typing import Any
@@ -15,6 +16,7 @@ from devices.channel_layer.pvnames import SEPARATOR, PvNameError, source_of, top
 from devices.channel_layer.reader import serve_channel
 from devices.channel_layer.topics import name_problem, parse_device_topic
 from devices.metrics import instruments as metrics
+from devices.sources import loop_watchdog
 from devices.sources.batch_calls import batcher_for
 from devices.sources.ca_context import ca_executor
 from devices.sources.ca_source import CaSource
@@ -86,6 +88,7 @@ class Bridge:
         ]
         if self.qserver is not None:
             self._tasks.append(asyncio.create_task(self._follow_qserver(), name="bridge-qserver-devices"))
+        watchdog = loop_watchdog.watch(asyncio.get_running_loop(), threading.current_thread(), "bridge")
         self.started.set()
         metrics.bridge_running(self)
         if self._settings.load_devices_on_start:
@@ -95,6 +98,7 @@ class Bridge:
         try:
             await serve_channel(self._commands, self.channel, self.handle, "bridge")
         finally:
+            watchdog.stop()
             metrics.bridge_stopped(self)
             await self._shutdown()
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .ca_context import attach
+from .loop_watchdog import LoopWatchdog, watch
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class AsyncRuntime:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._watchdog: LoopWatchdog | None = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
         """The runtime's loop, running (started now if needed)."""
@@ -66,6 +68,7 @@ class AsyncRuntime:
         if not started.wait(30):
             raise RuntimeError(f"the {self._name} event loop did not start")
         self._loop, self._thread = loop, thread
+        self._watchdog = watch(loop, thread, self._name)  # a blocked runtime looks like lost sets
         _offer_to_bluesky(loop)
 
     def in_runtime(self) -> bool:
@@ -104,8 +107,10 @@ class AsyncRuntime:
     def stop(self) -> None:
         """Stop the loop and wait briefly for its thread (tests; the bridge keeps one for life)."""
         with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
+            loop, thread, watchdog = self._loop, self._thread, self._watchdog
+            self._loop = self._thread = self._watchdog = None
+        if watchdog is not None:
+            watchdog.stop()
         if loop is None:
             return
         loop.call_soon_threadsafe(loop.stop)

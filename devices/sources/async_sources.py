@@ -58,6 +58,7 @@ class AsyncSignalSource:
         self._rt = rt or runtime()
         self._writable = isinstance(signal, SignalW) if writable is None else writable
         self._ready: concurrent.futures.Future[ChannelInfo] | None = None
+        self._info: ChannelInfo | None = None  # known once connected and described
         self._choices: tuple[str, ...] | None = None
         self._subscribed = False
         self._watch: ConnectionWatch | None = None
@@ -83,6 +84,7 @@ class AsyncSignalSource:
             raise
         info = await self._refine(info_from_datakey(datakey, writable=self._writable))
         self._choices = info.enum_strs
+        self._info = info  # ``info`` answers from here on: the connection is handed off next
         if self._closed:
             return info
         self._hand_off(self._sink.source_connection, True)
@@ -123,6 +125,12 @@ class AsyncSignalSource:
             self._hand_off(self._sink.source_value, value_event(reading, self._choices))
 
     def info(self, timeout: float) -> ChannelInfo | None:
+        """Known as soon as the signal is described, before the subscription and connection
+        watch are made: the bridge asks when it hears ``source_connection(True)``, which
+        comes before those, and must not wait on them (a busy runtime loop made it wait past
+        its timeout, and the PV then never became ready)."""
+        if self._info is not None:
+            return self._info
         ready = self._ready
         if ready is None:
             return None

@@ -161,3 +161,22 @@ async def test_a_source_at_the_cap_rate_is_never_deferred(stack):
         source.emit(float(i), timestamp=1.0 + i)
         deferred += entry._timer is not None
     assert deferred == 0
+
+
+async def test_a_connected_pv_whose_metadata_came_late_is_asked_again_and_then_streams(stack):
+    """An ophyd-async source described only after the bridge's metadata read gave up (a busy
+    runtime loop) once left the PV connected but never ready: no values, every set refused."""
+    client = Client(PvSession, stack)
+    await client.send({"action": "subscribe", "pv": "S:late"})
+    source = await wait_for_source("S:late")
+    known, source.info_value = source.info_value, None  # not described yet
+    source.connect()
+    source.emit(3.5, timestamp=2.0)
+    got = await client.quiet(0.3)
+    assert not [m for m in got if is_value("S:late")(m)], got  # not ready: nothing published
+    source.info_value = known  # described now; the bridge's retry (0.5 s) finds it
+    msg = await client.next(where=is_value("S:late"), timeout=3)
+    assert msg["value"] == 3.5 and msg["connected"] is True, msg
+    await client.send({"action": "set", "pv": "S:late", "value": 1.0, "id": "s"})
+    reply = await client.next(where=lambda m: m.get("id") == "s", timeout=3)
+    assert reply["status"] == "done" and source.puts == [1.0], reply
