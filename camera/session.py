@@ -185,6 +185,10 @@ class CameraSession(Session):
     def image(self, counter: int, image: Any) -> None:
         """Viewers of the socket get JPEGs, not raw frames."""
 
+    def status_targets(self) -> list[str]:
+        """The camera watched (its feed), for the status page."""
+        return [self._feed.key] if self._feed is not None else []
+
     async def end(self) -> None:
         feed, self._feed = self._feed, None
         if feed is not None:

@@ -17,6 +17,9 @@ from devices.startup.services import startup_file_check, startup_file_save
 from .admin_readonly import ReadOnlyAdmin
 from .models import AllowedOrigin, DeviceRecord, QserverRegistryState, StartupFile, StartupFileVersion
 
+# The admin index links the live status page (devices/status/views.py).
+admin.site.index_template = "admin/status_index.html"
+
 
 class StartupFileForm(forms.ModelForm):
     upload = forms.FileField(required=False, help_text="Or upload a .py file instead of editing the text")

@@ -11,10 +11,13 @@ from devices.access.login import ThrottledLoginView
 from devices.metrics.exposition import metrics_view
 from devices.rest.api import api
 from devices.rest.qserver_api import router as qserver_router
+from devices.status import views as status_views
+from devices.status.api import router as status_router
 from devices.web import admin_views, views
 
 api.add_router("/", camera_router)
 api.add_router("/qserver", qserver_router)
+api.add_router("/", status_router)
 
 admin.site.site_header = "ophydsite"
 admin.site.site_title = "ophydsite"
@@ -35,6 +38,8 @@ urlpatterns = [
     path("docs", RedirectView.as_view(url="/api/v1/docs", permanent=False), name="docs"),
     path("admin/reload-devices/", admin_views.reload_devices, name="admin-reload-devices"),
     path("admin/access-dry-run/", access_dry_run, name="admin-access-dry-run"),
+    path("admin/status/", status_views.status_page, name="admin-status"),
+    path("admin/status/close/", status_views.status_close, name="admin-status-close"),
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
     path("admin/", admin.site.urls),

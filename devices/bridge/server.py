@@ -23,6 +23,7 @@ from devices.sources.ca_source import CaSource
 from devices.startup.registry import DeviceRegistry
 from devices.startup.reload import registry_reload
 from devices.startup.status import device_states, device_states_record
+from devices.status.node import status_attach, status_detach
 from ophydsite.settings.oas import OasSettings
 from qsconsole.qs_http import qs_http_client
 from qsconsole.relay import ConsoleRelay
@@ -89,6 +90,7 @@ class Bridge:
         if self.qserver is not None:
             self._tasks.append(asyncio.create_task(self._follow_qserver(), name="bridge-qserver-devices"))
         watchdog = loop_watchdog.watch(asyncio.get_running_loop(), threading.current_thread(), "bridge")
+        await status_attach(self._layer, self, "bridge")
         self.started.set()
         metrics.bridge_running(self)
         if self._settings.load_devices_on_start:
@@ -100,6 +102,7 @@ class Bridge:
         finally:
             watchdog.stop()
             metrics.bridge_stopped(self)
+            await status_detach(self)
             await self._shutdown()
 
     def handle(self, message: dict[str, Any]) -> None:

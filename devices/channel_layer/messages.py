@@ -80,3 +80,11 @@ class MetaMessage(TypedDict):
 # next periodic review.
 ACCESS_GROUP = "access.changes"
 ACCESS_CHANGED = "access.changed"  # web process → ACCESS_GROUP: {user_id}
+
+# Live status (devices/status/node.py): every process (servers and bridges) joins this group
+# on alias "default"; the asking process gathers the answers on its own status channel.
+STATUS_GROUP = "ophydsite.status"
+STATUS_REQUEST = "status.request"  # asker → STATUS_GROUP: {request, reply, max_names, max_pvs}
+STATUS_REPORT = "status.report"  # process → asker's reply channel: {request, process, snapshot}
+STATUS_CLOSE = "status.close"  # asker → STATUS_GROUP: {request, reply, process, socket, code, reason}
+STATUS_CLOSED = "status.closed"  # owning process → reply channel: {request, process, outcome}

@@ -24,6 +24,7 @@ from devices.channel_layer import local
 from devices.channel_layer import messages as m
 from devices.channel_layer.reader import serve_channel
 from devices.metrics import instruments as metrics
+from devices.status.node import status_attach, status_detach
 
 from .routing import Routes, merge_describe, merge_reload
 
@@ -102,6 +103,7 @@ class Hub:
         self._console_listeners: set[ConsoleListener] = set()
         self._console_joined = False
         self.delivered = 0
+        self._updates: dict[str, int] = {}  # value updates handed out per PV held (the status page)
         metrics.hub_started(self)
 
     async def start(self) -> None:
@@ -113,11 +115,13 @@ class Hub:
             asyncio.create_task(serve_channel(self._layer, self.channel, self.dispatch, "hub"), name="hub-receive"),
             asyncio.create_task(self._renew_loop(), name="hub-renew"),
         ]
+        await status_attach(self._layer, self, "hub")
 
     async def stop(self) -> None:
         local.unregister(self.channel)
         for task in self._tasks:
             task.cancel()
+        await status_detach(self)
 
     # --- subscriptions --------------------------------------------------------------------
 
@@ -146,6 +150,7 @@ class Hub:
             if not clients:
                 del self._clients[name]
                 self._state.pop(name, None)
+                self._updates.pop(name, None)
                 gone.append(name)
         if gone:
             await self._command(m.RELEASE, gone)
@@ -155,6 +160,15 @@ class Hub:
 
     def holds(self, name: str) -> bool:
         return name in self._clients
+
+    def held(self) -> list[tuple[str, int, int, dict[str, Any] | None]]:
+        """(name, local clients, value updates handed out, latest value message) of every PV and
+        device topic held: what the status page lists."""
+        out = []
+        for name, clients in list(self._clients.items()):
+            value = self._state.get(name, {}).get("value")
+            out.append((name, len(clients), self._updates.get(name, 0), value.msg if value is not None else None))
+        return out
 
     async def wait_connected(self, name: str, timeout: float) -> bool:
         """True once the PV is connected, False if that does not happen within ``timeout``."""
@@ -327,6 +341,8 @@ class Hub:
         if previous is not None and _same(previous.msg, msg, kind):
             return
         state[kind] = update
+        if kind == "value":
+            self._updates[name] = self._updates.get(name, 0) + 1
         metrics.LATENCY.observe_update(msg)
         if self._waiters and update.connected:
             for future in self._waiters.get(name, ()):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable
 from functools import cached_property
 from typing import Any
@@ -21,6 +20,8 @@ from devices.access.settings import current_policy
 from devices.core.mailbox import SendMany
 from devices.metrics import instruments as metrics
 from devices.services.runtime import get_hub
+from devices.status.registry import SOCKETS, OpenSocket
+from devices.status.snapshot import protocol_of_path
 from ophydsite.logging_setup import log_context_bind
 from qsconsole.interlock import current_interlock
 
@@ -40,6 +41,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     session_class: type[Session] = PvSession
 
     session: Session | None = None
+    socket_id = ""  # its id in logs and on the status page (devices/status)
 
     path_label = "pv-socket"
 
@@ -48,13 +50,16 @@ class SessionConsumer(AsyncWebsocketConsumer):
         guard = await self._guard()
         await self.accept()
         client = self.scope.get("client") or ("?", 0)
+        self.socket_id = SOCKETS.new_id(self.path_label)
         # Every log record of this socket's task (and the tasks it starts) names it (OAS_LOG_FORMAT=json).
-        log_context_bind(socket=f"{self.path_label}-{secrets.token_hex(3)}", client=f"{client[0]}:{client[1]}",
-                         user=guard.principal.describe())
+        log_context_bind(socket=self.socket_id, client=f"{client[0]}:{client[1]}", user=guard.principal.describe())
         self.session = self.session_class(hub=hub, settings=settings.OAS, send=self._send_text,
                                           close=self._close, guard=guard, client=f"{client[0]}:{client[1]}",
                                           interlock=current_interlock, send_many=self._server_send_texts())
         metrics.socket_opened(self.session, self.path_label)
+        SOCKETS.add(OpenSocket(id=self.socket_id, path=self.path_label, protocol=protocol_of_path(self.path_label),
+                               user=guard.principal.describe(), client=f"{client[0]}:{client[1]}",
+                               session=self.session, close=self.close))
 
     async def _guard(self) -> Guard:
         """Who this socket is (session user or API token) and from where, fixed at connect."""
@@ -87,6 +92,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self.session.receive(text_data, bytes_data)  # type: ignore[attr-defined]
 
     async def disconnect(self, code: Any) -> None:
+        SOCKETS.remove(self.socket_id)
         if self.session is not None:
             await self.session.end()
             metrics.socket_closed(self.session, code)

@@ -80,6 +80,10 @@ class Session:
         """How the client spells a target in replies (the pv-socket keeps its own spellings)."""
         return name
 
+    def status_targets(self) -> list[str]:
+        """What the socket follows, for the status page (devices/status)."""
+        return [self.shown(name) for name in list(self.subscribed)]
+
     # --- replies ----------------------------------------------------------------------------
 
     def reply(self, payload: dict[str, Any], request_id: Any = None) -> None:
