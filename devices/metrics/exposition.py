@@ -99,12 +99,33 @@ def check_redis(url: str) -> int:
         client.close()
 
 
+def check_bridge_heartbeat(url: str) -> int:
+    """Scaled mode: every bridge shard's heartbeat is fresh in Redis (as /readyz reads it)."""
+    import redis
+
+    from devices.bridge.heartbeat import heartbeat_key, shard_problems
+
+    prefix = str(settings.CHANNEL_LAYERS["bridge"].get("CONFIG", {}).get("prefix", "ophydsite"))
+    shards = settings.OAS.bridge_shards
+    client = redis.Redis.from_url(url, socket_timeout=CHECK_TIMEOUT_S, socket_connect_timeout=CHECK_TIMEOUT_S)
+    try:
+        values = client.mget([heartbeat_key(prefix, index) for index in range(shards)])
+        problems, _loading = shard_problems(list(values), shards)
+        return 0 if problems else 1
+    except Exception:  # noqa: BLE001 - Redis unreachable: the bridge cannot reach us either
+        return 0
+    finally:
+        client.close()
+
+
 def blocking_checks() -> dict[str, int]:
-    """Database, and Redis when REDIS_URL is set."""
+    """Database, and Redis when REDIS_URL is set (with an external bridge, its heartbeat)."""
     states = {"database": check_database()}
     url = getattr(settings, "REDIS_URL", None)
     if url:
         states["redis"] = check_redis(url)
+        if settings.OAS.bridge == "external":
+            states["bridge"] = check_bridge_heartbeat(url) if states["redis"] else 0
     return states
 
 
@@ -126,15 +147,17 @@ async def _server_checks() -> dict[str, int]:
         down = {"database": 0}
         if getattr(settings, "REDIS_URL", None):
             down["redis"] = 0
+            if settings.OAS.bridge == "external":
+                down["bridge"] = 0
         return down
 
 
 def _bridge_state(states: dict[str, int]) -> int:
-    """Embedded: the bridge task of this loop is running. External: no heartbeat yet, so the
-    bridge counts as up when Redis, its only way to us, answers."""
+    """Embedded: the bridge task of this loop is running. External: every shard's heartbeat
+    is fresh (read by the blocking checks)."""
     if settings.OAS.bridge == "embedded":
         return 1 if instruments.bridges() else 0
-    return states.get("redis", 0)
+    return states.get("bridge", 0)
 
 
 def _queue_server_state() -> int | None:

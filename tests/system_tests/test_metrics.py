@@ -214,6 +214,10 @@ async def test_scaled_mode_the_bridge_serves_its_own_port_and_servers_see_redis(
             assert value(at_server, "ophydsite_dependency_up", dependency="bridge") == 1
             assert ("ophydsite_channels", (("protocol", "ca"), ("state", "connected"))) not in at_server
             assert_labels_bounded(at_bridge)
+        bridge.stop()  # its heartbeat expires (OAS_BRIDGE_HEARTBEAT_TTL_S): the server says the bridge is down
+        gone = await until(server, lambda s: value(s, "ophydsite_dependency_up", dependency="bridge") == 0,
+                           timeout=15)
+        assert value(gone, "ophydsite_dependency_up", dependency="redis") == 1
     finally:
         server.stop()
         bridge.stop()
