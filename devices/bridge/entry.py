@@ -192,7 +192,7 @@ class PvEntry:
             if info is None:
                 info = await self._loop.run_in_executor(self.executor, self.source.info, 5.0)
         except Exception:  # noqa: BLE001 - a bad channel must not break the bridge
-            log.exception("reading metadata of %s", self.name)
+            log.exception("reading metadata of %s", self.name, extra={"pv": self.name})
             info = None
         if info is not None and info.metadata_pending:
             info = await self._completed(info)
@@ -222,7 +222,7 @@ class PvEntry:
             return
         level = logging.WARNING if self._info_delay == INFO_RETRY_FIRST_S else logging.DEBUG
         log.log(level, "%s is connected but its metadata did not come; asking again in %g s",
-                self.name, self._info_delay)
+                self.name, self._info_delay, extra={"pv": self.name})
 
         def again() -> None:
             self._info_retry = None
@@ -241,7 +241,8 @@ class PvEntry:
             try:
                 await asyncio.wait_for(waiter, PROPERTY_WAIT_S)
             except TimeoutError:
-                log.warning("no control metadata from %s within %g s", self.name, PROPERTY_WAIT_S)
+                log.warning("no control metadata from %s within %g s", self.name, PROPERTY_WAIT_S,
+                            extra={"pv": self.name})
         info = replace(info, metadata_pending=False)
         return info if self._property is None else _with_property(info, self._property)
 

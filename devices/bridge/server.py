@@ -174,7 +174,7 @@ class Bridge:
             opening = (batcher_for(loop, self._executor).call(entry.source.open) if factory is self._source_factory
                        else loop.run_in_executor(self._executor, entry.source.open))
             opening.add_done_callback(lambda done, name=name: _report_open(name, done))
-            log.info("opened channel for %s", name)
+            log.info("opened channel for %s", name, extra={"pv": name})
         return entry
 
     def _device_source(self, name: str, loop: asyncio.AbstractEventLoop, sink: Any) -> Any:
@@ -236,7 +236,7 @@ class Bridge:
             await loop.run_in_executor(self._executor, old.source.close)
             fresh = self._entry(topic)
             fresh.leases.update(old.leases)
-            log.info("rebound %s to the reloaded device", topic)
+            log.info("rebound %s to the reloaded device", topic, extra={"pv": topic})
         self.publisher.to_group(("registry",), m.REGISTRY_GROUP,
                                 {"type": m.DEVICES_RELOADED, "devices": self.registry.names()})
 
@@ -286,7 +286,7 @@ class Bridge:
         try:
             outcome = await perform_set(entry, value, timeout)
         except Exception as exc:  # noqa: BLE001 - report, never crash the bridge
-            log.exception("set of %s failed", entry.name)
+            log.exception("set of %s failed", entry.name, extra={"pv": entry.name})
             outcome = SetOutcome("error", f"Unexpected error setting {entry.name}: {exc}")
         finally:
             entry.holds -= 1
@@ -362,7 +362,7 @@ class Bridge:
                     del self.entries[name]
                     entry.close()
                     await loop.run_in_executor(self._executor, entry.source.close)
-                    log.info("released channel for %s", name)
+                    log.info("released channel for %s", name, extra={"pv": name})
 
     async def _shutdown(self) -> None:
         for task in [*self._tasks, *self._sets]:
@@ -412,7 +412,7 @@ def pva_source(topic: str, loop: asyncio.AbstractEventLoop, sink: Any) -> Any:
 
 def _report_open(name: str, done: Any) -> None:
     if not done.cancelled() and done.exception() is not None:
-        log.warning("opening the channel for %r failed: %r", name, done.exception())
+        log.warning("opening the channel for %r failed: %r", name, done.exception(), extra={"pv": name})
 
 
 def _reply(request: str, outcome: SetOutcome) -> dict[str, Any]:

@@ -163,9 +163,10 @@ async def test_a_source_at_the_cap_rate_is_never_deferred(stack):
     assert deferred == 0
 
 
-async def test_a_connected_pv_whose_metadata_came_late_is_asked_again_and_then_streams(stack):
+async def test_a_connected_pv_whose_metadata_came_late_is_asked_again_and_then_streams(stack, caplog):
     """An ophyd-async source described only after the bridge's metadata read gave up (a busy
-    runtime loop) once left the PV connected but never ready: no values, every set refused."""
+    runtime loop) once left the PV connected but never ready: no values, every set refused.
+    The warning names the PV as a field (a JSON log line's ``pv``)."""
     client = Client(PvSession, stack)
     await client.send({"action": "subscribe", "pv": "S:late"})
     source = await wait_for_source("S:late")
@@ -180,3 +181,5 @@ async def test_a_connected_pv_whose_metadata_came_late_is_asked_again_and_then_s
     await client.send({"action": "set", "pv": "S:late", "value": 1.0, "id": "s"})
     reply = await client.next(where=lambda m: m.get("id") == "s", timeout=3)
     assert reply["status"] == "done" and source.puts == [1.0], reply
+    asked = [r for r in caplog.records if "metadata did not come" in r.getMessage()]
+    assert asked and asked[0].levelname == "WARNING" and asked[0].pv == "S:late", caplog.text
