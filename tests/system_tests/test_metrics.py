@@ -214,9 +214,16 @@ async def test_scaled_mode_the_bridge_serves_its_own_port_and_servers_see_redis(
             assert value(at_server, "ophydsite_dependency_up", dependency="bridge") == 1
             assert ("ophydsite_channels", (("protocol", "ca"), ("state", "connected"))) not in at_server
             assert_labels_bounded(at_bridge)
-        bridge.stop()  # its heartbeat expires (OAS_BRIDGE_HEARTBEAT_TTL_S): the server says the bridge is down
-        gone = await until(server, lambda s: value(s, "ophydsite_dependency_up", dependency="bridge") == 0,
-                           timeout=15)
+        bridge.stop()  # SIGTERM: a clean stop removes its heartbeat (else it would expire after its TTL)
+        assert bridge.proc is not None and bridge.proc.returncode == 0, bridge.output()
+        import redis
+
+        client = redis.Redis.from_url(env["REDIS_URL"])
+        try:
+            assert client.exists(f"{env['OAS_REDIS_PREFIX']}:bridge-heartbeat:0") == 0
+        finally:
+            client.close()
+        gone = await until(server, lambda s: value(s, "ophydsite_dependency_up", dependency="bridge") == 0)
         assert value(gone, "ophydsite_dependency_up", dependency="redis") == 1
     finally:
         server.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -65,7 +66,7 @@ class Command(BaseCommand):
         self.stdout.flush()  # the line tells scripts (and tests) that migrations are done
         try:
             asyncio.run(_run(bridge, shard))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, asyncio.CancelledError):
             pass
 
     def _serve_metrics(self, port: int) -> None:
@@ -79,7 +80,14 @@ class Command(BaseCommand):
 
 async def _run(bridge: Bridge, shard: tuple[int, int]) -> None:
     """The bridge, and with Redis its heartbeat beside it on the same loop (a loop that stops
-    serving stops beating too), which the servers' /readyz reads."""
+    serving stops beating too), which the servers' /readyz reads.
+
+    SIGTERM (systemd, docker, kill) stops it as Ctrl-C does: channels released, heartbeat
+    removed, so servers see the bridge gone at once rather than when its heartbeat expires.
+    Python's default for SIGTERM ends the process without running any of that."""
+    main = asyncio.current_task()
+    if main is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     url = getattr(settings, "REDIS_URL", None)
     if not url:
         await bridge.run()
