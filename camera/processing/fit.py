@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from .stats import FWHM_PER_SIGMA, center_of_mass_rms, interpolated_fwhm
 
@@ -71,6 +70,10 @@ def gauss_fit(coords: np.ndarray, profile: np.ndarray) -> GaussFit | None:
 def _least_squares(coords: np.ndarray, y: np.ndarray, start: GaussFit, low: float, span: float,
                    step: float) -> GaussFit | None:
     """Fit the profile normalised to [0, 1] (well conditioned whatever the pixel values)."""
+    # Imported on the first fit, not with the module: scipy.optimize costs ~0.25 s at every
+    # server start, and most servers never fit a Gaussian.
+    from scipy.optimize import least_squares
+
     first, last = float(coords[0]), float(coords[-1])
     length = abs(last - first) + step
     lower = np.array([-1.0, 0.0, min(first, last), MIN_SIGMA * step])
