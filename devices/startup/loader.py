@@ -55,8 +55,13 @@ class LoadResult:
         return {**failed, **{f"device {name}": why for name, why in self.connect_errors.items()}}
 
 
-def load_sources(sources: list[StartupSource], *, timeout_s: float) -> LoadResult:
-    """Run every source; collect top-level ophyd Signals and Devices by their ``.name``.
+DEFAULT_ASYNC_CONNECT_TIMEOUT_S = 10.0  # OAS_ASYNC_CONNECT_TIMEOUT_S
+
+
+def load_sources(sources: list[StartupSource], *, timeout_s: float,
+                 connect_timeout_s: float = DEFAULT_ASYNC_CONNECT_TIMEOUT_S) -> LoadResult:
+    """Run every source; collect top-level ophyd Signals and Devices by their ``.name``
+    (ophyd-async ones connected within ``connect_timeout_s``, and at most ``timeout_s``).
 
     Only files that ran to the end contribute objects; see registry.py for what a failed file
     keeps from the previous load.
@@ -80,7 +85,7 @@ def load_sources(sources: list[StartupSource], *, timeout_s: float) -> LoadResul
                         result.variables[obj.name] = variable
                         before.add(id(obj))
         results.append(result)
-    connect_errors = _connect_async(objects, results, timeout_s)
+    connect_errors = _connect_async(objects, results, min(timeout_s, connect_timeout_s))
     return LoadResult(objects=objects, files=results, duration_s=round(time.monotonic() - started, 6),
                       connect_errors=connect_errors)
 
@@ -99,7 +104,7 @@ def _connect_async(objects: dict[str, Any], results: list[FileResult], timeout_s
     pending = {name: obj for name, obj in objects.items() if is_async_device(obj)}
     if not pending:
         return {}
-    outcomes = connect_devices_blocking(pending, timeout=min(timeout_s, ASYNC_CONNECT_TIMEOUT_S))
+    outcomes = connect_devices_blocking(pending, timeout=timeout_s)
     errors = {name: outcome.error or "did not connect" for name, outcome in outcomes.items() if not outcome.ok}
     for name in errors:
         del objects[name]
@@ -112,7 +117,6 @@ def _connect_async(objects: dict[str, Any], results: list[FileResult], timeout_s
 # What a startup file can define for the registry (a SoftPositioner is neither Signal nor
 # Device; an ophyd-async Device, Signals included, is a Device of its own library).
 _OPHYD = (Signal, Device, PositionerBase, AsyncDevice)
-ASYNC_CONNECT_TIMEOUT_S = 10.0
 
 
 def _ophyd_in(value: Any) -> list[Any]:

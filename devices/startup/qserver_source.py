@@ -33,5 +33,5 @@ def qserver_share(oas: OasSettings) -> QserverAsk:
     except FileNotFoundError as exc:
         return QserverAsk(QserverPart(None, None),
                           replace(answer, allowed=None, error=f"OAS_QSERVER_STARTUP_DIR: {exc}"))
-    result = load_sources(sources, timeout_s=oas.startup_timeout_s)
+    result = load_sources(sources, timeout_s=oas.startup_timeout_s, connect_timeout_s=oas.async_connect_timeout_s)
     return QserverAsk(QserverPart(answer.allowed, result), answer)

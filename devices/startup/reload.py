@@ -29,7 +29,7 @@ def registry_reload(registry: DeviceRegistry) -> dict[str, Any]:
         except FileNotFoundError as exc:
             return {"status": "error", "devices": registry.names(), "errors": {"startup_dir": str(exc)},
                     "duration_s": 0.0}
-        result = load_sources(sources, timeout_s=oas.startup_timeout_s)
+        result = load_sources(sources, timeout_s=oas.startup_timeout_s, connect_timeout_s=oas.async_connect_timeout_s)
         asked = qserver_share(oas) if oas.qserver_devices else None
         report = registry.apply(result, asked.part if asked else None)
         _record(result, registry)

@@ -131,6 +131,9 @@ class OasSettings:
     # Startup files: longest accepted file and the time one file may take to load.
     startup_max_bytes: int = 262144
     startup_timeout_s: float = 30.0
+    # How long the loader waits for the ophyd-async devices of a load to connect (all at
+    # once); one that has not connected by then is left out and reported. At most the above.
+    async_connect_timeout_s: float = 10.0
     load_devices_on_start: bool = True
     # How often the bridge refreshes the admin's device list (connection state), seconds.
     device_state_period_s: float = 2.0

@@ -77,14 +77,16 @@ def server(ioc, c_ioc, motor_ioc, tmp_path_factory) -> Iterator[tuple[ServerProc
     proc = ServerProcess({"OAS_STARTUP_DIR": str(folder), "DATABASE_URL": f"sqlite:///{database}",
                           "OAS_LOG_LEVEL": "INFO",  # the bridge's reloads and rebindings, for a failure's report
                           "OAS_ANONYMOUS_WRITES": "true", "OAS_SCALAR_RATE_HZ": "0",
+                          "OAS_ASYNC_CONNECT_TIMEOUT_S": str(CONNECT_TIMEOUT_S),
                           "EPICS_CA_ADDR_LIST": addresses}).start(timeout=60)
     yield proc, str(database)
     proc.stop()
 
 
-# The loader's connect timeout for ophyd-async devices (devices/startup/loader.py); its grace
-# for a connect that ignores it is 1 s (devices/sources/async_runtime.py).
-CONNECT_TIMEOUT_S = 10
+# The loader's connect timeout for ophyd-async devices (OAS_ASYNC_CONNECT_TIMEOUT_S, 10 s by
+# default; shorter here, as every reload waits it out for the device whose connect hangs); its
+# grace for a connect that ignores it is 1 s (devices/sources/async_runtime.py).
+CONNECT_TIMEOUT_S = 5
 
 
 def value_of(signal: str, value: Any = None):
