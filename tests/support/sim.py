@@ -54,13 +54,11 @@ class SimSource:
         self.sink.source_value(ValueEvent(value, timestamp, severity, status))
 
 
-async def opened_source(name: str) -> SimSource:
-    """The SimSource the bridge opened for ``name`` (waits up to a second for it)."""
-    import asyncio
-
-    for _ in range(100):
+async def opened_source(name: str, timeout: float = 1.0) -> SimSource:
+    """The SimSource the bridge opened for ``name`` (waits up to ``timeout`` seconds for it)."""
+    for _ in range(max(1, round(timeout / 0.01))):
         source = SimSource.registry.get(name)
         if source is not None and source.opened:
             return source
         await asyncio.sleep(0.01)
-    raise AssertionError(f"no source for {name}")
+    raise AssertionError(f"no source for {name}; have {sorted(SimSource.registry)}")

@@ -17,6 +17,7 @@ import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.redis_check import redis_available
 from tests.support.server import ServerProcess, free_tcp_port
 from tests.support.wsclient import read_until
 
@@ -135,15 +136,6 @@ async def test_metrics_follow_clients_that_connect_subscribe_stall_and_leave(ser
     # what the closed sockets sent stays counted
     assert value(now, "ophydsite_client_messages_sent_total", protocol="pv") > sent + 2
     assert_labels_bounded(now)
-
-
-def redis_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def assert_labels_bounded(samples: Samples) -> None:

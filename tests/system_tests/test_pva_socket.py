@@ -18,9 +18,9 @@ import pytest
 import websockets
 
 from tests.support.pva_server import DOUBLE_LIMITS, ENUM_CHOICES, PvaServerProcess
+from tests.support.redis_check import redis_available
 from tests.support.server import ServerProcess
 from tests.support.wsclient import each, read_until
-from tests.system_tests.test_scaled_redis import redis_available
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.redis_check import redis_available
 from tests.support.server import ServerProcess, free_tcp_port
 from tests.system_tests.test_postgres import postgres_available
-from tests.system_tests.test_scaled_redis import redis_available
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
 

@@ -5,27 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import uuid
 
 import pytest
 import websockets
 
+from tests.support.redis_check import redis_available
 from tests.support.server import ServerProcess
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(120)]
 
 P = "TST:"
 DEVICES = "from ophyd import EpicsSignal\nm3 = EpicsSignal('TST:m3:sp', name='m3')\n"
-
-
-def redis_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")

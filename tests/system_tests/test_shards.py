@@ -17,8 +17,8 @@ import websockets
 
 from devices.channel_layer.shards import device_shard, shard_of
 from tests.support.c_ioc import COUNTERS
+from tests.support.redis_check import redis_available
 from tests.support.server import ServerProcess
-from tests.system_tests.test_scaled_redis import redis_available
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(180)]
 

@@ -9,7 +9,6 @@ import http.cookiejar
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 import websockets
 
+from tests.support.redis_check import redis_available
 from tests.support.server import PROJECT, ServerProcess
 from tests.support.wsclient import read_until
 
@@ -86,15 +86,6 @@ class Site:
             conn.row_factory = sqlite3.Row
             return conn.execute("SELECT * FROM devices_auditentry WHERE target LIKE ? ORDER BY id",
                                 (f"%/{socket_id}",)).fetchall()
-
-
-def redis_available() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from ophyd import Signal
 from devices.sockets.device_session import DeviceSession
 from devices.sockets.pv_session import PvSession
 from devices.startup.loader import FileResult, LoadResult
-from tests.support.sim import SimSource
+from tests.support.sim import SimSource, opened_source
 from tests.support.stack import Client, Stack
 
 
@@ -47,12 +47,7 @@ async def stack():
 
 
 async def source_of(name):
-    for _ in range(200):
-        source = SimSource.registry.get(name)
-        if source is not None and source.opened:
-            return source
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no source for {name}")
+    return await opened_source(name, timeout=2.0)
 
 
 async def until(predicate, timeout=3.0):

@@ -5,7 +5,7 @@ protocols here; tests/system_tests/test_pva_socket.py has the real PV Access ser
 import pytest
 
 from devices.sockets.pv_session import PvSession
-from tests.support.sim import SimSource
+from tests.support.sim import SimSource, opened_source
 from tests.support.stack import Client, Stack
 
 
@@ -18,14 +18,7 @@ async def stack(request):
 
 
 async def opened(name):
-    import asyncio
-
-    for _ in range(300):
-        source = SimSource.registry.get(name)
-        if source is not None and source.opened:
-            return source
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no source for {name}; have {sorted(SimSource.registry)}")
+    return await opened_source(name, timeout=3.0)
 
 
 def value_named(name, value):
