@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
+import threading
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -84,10 +86,19 @@ async def _run(bridge: Bridge, shard: tuple[int, int]) -> None:
 
     SIGTERM (systemd, docker, kill) stops it as Ctrl-C does: channels released, heartbeat
     removed, so servers see the bridge gone at once rather than when its heartbeat expires.
-    Python's default for SIGTERM ends the process without running any of that."""
-    main = asyncio.current_task()
-    if main is not None:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
+    Python's default for SIGTERM ends the process without running any of that. The heartbeat
+    goes first; the rest gets STOP_GRACE_S, then the process exits anyway: a worker thread stuck
+    in a CA call would otherwise hold the exit until systemd's SIGKILL (seen in a full run)."""
+    stopping: list[asyncio.Task[Any]] = [t for t in [asyncio.current_task()] if t is not None]
+
+    def on_sigterm() -> None:
+        for task in reversed(stopping):  # the heartbeat (added last) before the bridge
+            task.cancel()
+        timer = threading.Timer(STOP_GRACE_S, _exit_now)
+        timer.daemon = True
+        timer.start()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
     url = getattr(settings, "REDIS_URL", None)
     if not url:
         await bridge.run()
@@ -99,12 +110,23 @@ async def _run(bridge: Bridge, shard: tuple[int, int]) -> None:
     beat = asyncio.create_task(heartbeat_run(
         redis, prefix=prefix, shard=shard, loaded=lambda: bridge.loaded,
         period_s=settings.OAS.bridge_heartbeat_s, ttl_s=settings.OAS.bridge_heartbeat_ttl_s), name="bridge-heartbeat")
+    stopping.append(beat)
     try:
         await bridge.run()
     finally:
         beat.cancel()
         await asyncio.gather(beat, return_exceptions=True)
         await redis.aclose()
+
+
+STOP_GRACE_S = 5.0
+
+
+def _exit_now() -> None:
+    """The clean stop took longer than STOP_GRACE_S: leave without waiting for worker threads."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _shard(text: str | None, configured: int) -> tuple[int, int]:
